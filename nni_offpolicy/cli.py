@@ -1,0 +1,48 @@
+"""``nni-offpolicy``: one sub-command per module in ``nni_offpolicy.commands``.
+
+Every command module has ``register(subparsers)`` which adds its parser and sets ``func``. Errors of the user's
+making (``UserError`` and the spaces' ``ValueError``s) become one line on stderr and exit code 2.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import warnings
+
+from .errors import UserError
+
+COMMANDS = ["search", "profile", "retrain", "export", "plot", "trial", "bench", "ablate"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nni-offpolicy", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"nni_offpolicy.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"nni_offpolicy.commands.{name}":
+                continue  # not built yet
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    warnings.filterwarnings("ignore", message=".*is found to be not a nn.Module.*")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = args.func(args)
+    except (UserError, ValueError, FileNotFoundError) as exc:
+        print(f"nni-offpolicy {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"nni-offpolicy {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -10,7 +10,7 @@ import json
 import re
 from collections import namedtuple
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence, Union
 
 from .ops import OPS
 
@@ -258,3 +258,45 @@ def nb201_to_sample(arch: str) -> dict[str, str]:
                 raise GenotypeError(f"node {j} edge {i}: unknown op {op!r}; allowed: {', '.join(sorted(OPS))}")
             sample[f"cell/op_{j}_{i}"] = op
     return sample
+
+
+# ---------------------------------------------------------------- either family
+
+Architecture = Union[Genotype, dict]
+"""A DARTS-family ``Genotype`` or a NAS-Bench-201 sample ``{'cell/op_j_i': op}``."""
+
+
+def load_architecture(spec: str, index: int | None = None) -> tuple[str, Architecture]:
+    """``("darts", Genotype)`` or ``("nb201", sample)`` from a built-in name, a ``Genotype(...)`` string, a
+    NAS-Bench-201 arch string (``|op~0|+...``), or a JSON file (a genotype, a search's genotype.json, or an
+    exported top-K list; ``index`` picks an entry). In files, a ``genotype`` that is an arch string is NB201."""
+    if spec.lstrip().startswith("|"):
+        if index not in (None, 0):
+            raise GenotypeError(f"an arch string holds one architecture, so --index {index} is past the end")
+        return "nb201", nb201_to_sample(spec)
+    path = Path(spec)
+    if path.exists() and spec not in PUBLISHED:
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise GenotypeError(f"{spec}: not valid JSON ({exc})") from None
+        entry = data
+        entries = data.get("architectures") if isinstance(data, dict) and "architectures" in data else data
+        if isinstance(entries, list):
+            i = 0 if index is None else index
+            if not -len(entries) <= i < len(entries):
+                raise GenotypeError(f"{spec}: index {i} is past the end ({len(entries)} architecture(s))")
+            entry = entries[i]
+            index = None
+        arch = entry.get("genotype") if isinstance(entry, dict) else entry
+        if isinstance(arch, str) and arch.lstrip().startswith("|"):
+            if index not in (None, 0):
+                raise GenotypeError(f"{spec}: holds one architecture, so --index {index} is past the end")
+            return "nb201", nb201_to_sample(arch)
+        return "darts", genotype_from_document(entry, index, spec)
+    return "darts", load_genotype(spec, index)
+
+
+def architecture_to_json(family: str, arch: Architecture) -> Any:
+    """What goes under ``genotype`` in our JSON files: a DARTS dict, or the NB201 arch string."""
+    return sample_to_nb201(arch) if family == "nb201" else genotype_to_dict(arch)

@@ -1,0 +1,383 @@
+"""Retrain a searched architecture from scratch: the DARTS/P-DARTS evaluation protocol, resumable.
+
+``run_retrain(settings, output_dir)`` trains the evaluation network of one architecture (``NetworkCIFAR`` for a
+DARTS-family genotype, ``NB201EvalNetwork`` for a NAS-Bench-201 arch string) and writes into ``output_dir``:
+
+- ``checkpoint.pt``   after every epoch, atomically (model, optimizer, scheduler, RNG states, history, settings);
+- ``metrics.jsonl``   one JSON line per epoch (``epoch, epochs, train_loss, train_acc, valid_acc, lr, ...``);
+- ``tensorboard/``    the same numbers as ``retrain/<name>`` scalars, step = epoch;
+- ``result.json``     at the end (see ``run_retrain``).
+
+Accuracies are percentages (0-100) everywhere. A run killed at any point and resumed with ``resume=True`` ends
+with the same weights and accuracy as an uninterrupted one on CPU: the data order depends only on
+``(seed, epoch)`` (``BatchLoader``) and the global torch RNG (drop-path masks) is saved and restored.
+
+No NNI import here: a trial reports through ``on_epoch``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from .checkpoint import atomic_save, atomic_write_text, load, rng_state, seed_everything, set_rng_state
+from .errors import UserError
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.jsonl"
+RESULT = "result.json"
+TENSORBOARD = "tensorboard"
+CHECKPOINT_FORMAT = "nni-offpolicy/retrain/1"
+
+# Network shape when ``layers``/``channels`` are left unset: DARTS-family genotypes get the DARTS CIFAR-10
+# network (20 cells, C=36); NAS-Bench-201 cells get NAS-Bench-201's network (C=16, N=5 cells per stack).
+FAMILY_SHAPE = {"darts": (20, 36), "nb201": (5, 16)}
+
+# Settings that may differ between a run and its resumption: where the data lives, which device trains, and
+# how the architecture was named (the architecture itself is compared after loading).
+RESUME_MAY_DIFFER = {"genotype", "index", "data_dir", "download", "device"}
+
+
+def _opt(default: Any, help: str, **extra: Any) -> Any:
+    return field(default=default, metadata={"help": help, **extra})
+
+
+@dataclass
+class RetrainSettings:
+    """Everything that defines a retrain; defaults are the DARTS/P-DARTS CIFAR-10 evaluation protocol.
+
+    ``layers``/``channels`` left at ``None`` mean the family's standard network (``FAMILY_SHAPE``): 20 cells of
+    C=36 for DARTS genotypes, 5 cells per stack of C=16 for NAS-Bench-201. For NAS-Bench-201, ``layers`` counts
+    cells *per stack* (3 stacks), and ``auxiliary``/``drop_path`` do not apply (its protocol has neither).
+    """
+
+    genotype: str = field(metadata={"help": "built-in genotype name, Genotype(...) string, NAS-Bench-201 arch "
+                                            "string, or JSON file (genotype, genotype.json or exported top-K)"})
+    index: int | None = _opt(None, "entry of an exported top-K file (default: the first)")
+    dataset: str = _opt("cifar10", "digits | cifar10 | cifar100 | imagefolder:PATH")
+    data_dir: str | None = _opt(None, "where the dataset lives (default: the data module's default)")
+    download: bool = _opt(False, "download the dataset if missing")
+    layers: int | None = _opt(None, "cells (DARTS, default 20) or cells per stack (NB201, default 5)")
+    channels: int | None = _opt(None, "initial channels (default: DARTS 36, NB201 16)")
+    epochs: int = _opt(600, "training epochs")
+    batch_size: int = _opt(96, "batch size")
+    lr: float = _opt(0.025, "initial SGD learning rate (cosine-annealed to 0 over the epochs)")
+    momentum: float = _opt(0.9, "SGD momentum")
+    weight_decay: float = _opt(3e-4, "SGD weight decay")
+    grad_clip: float = _opt(5.0, "gradient-norm clipping (0 = off)")
+    cutout: int = _opt(16, "cutout square side in pixels (0 = off)")
+    drop_path: float = _opt(0.2, "final drop-path probability, raised linearly from 0 (DARTS only)")
+    auxiliary: bool = _opt(True, "auxiliary head at 2/3 depth (DARTS only)")
+    auxiliary_weight: float = _opt(0.4, "weight of the auxiliary loss")
+    seed: int = _opt(0, "random seed (weights, data order, drop-path)")
+    device: str = _opt("auto", "cpu | cuda | cuda:N | auto (cuda if available)")
+    valid_portion: float = _opt(0.0, "0: validate on the test split each epoch (DARTS protocol); >0: hold out "
+                                     "this part of the training set and test once at the end")
+    max_steps: int | None = _opt(None, "at most this many steps per epoch (short runs)")
+
+    def validate(self) -> "RetrainSettings":
+        """Raise ``UserError`` naming the first bad field; return ``self``."""
+        def need(ok: bool, name: str, rule: str) -> None:
+            if not ok:
+                raise UserError(f"{name} must be {rule}, got {getattr(self, name)!r}")
+
+        need(isinstance(self.genotype, str) and bool(self.genotype.strip()), "genotype",
+             "a genotype name, string or file")
+        need(self.index is None or self.index >= 0, "index", ">= 0")
+        need(self.layers is None or self.layers >= 1, "layers", ">= 1")
+        need(self.channels is None or self.channels >= 1, "channels", ">= 1")
+        need(self.epochs >= 1, "epochs", ">= 1")
+        need(self.batch_size >= 1, "batch_size", ">= 1")
+        need(math.isfinite(self.lr) and self.lr > 0, "lr", "> 0")
+        need(0 <= self.momentum < 1, "momentum", "in [0, 1)")
+        need(self.weight_decay >= 0, "weight_decay", ">= 0")
+        need(self.grad_clip >= 0, "grad_clip", ">= 0 (0 = off)")
+        need(self.cutout >= 0, "cutout", ">= 0 (0 = off)")
+        need(0 <= self.drop_path < 1, "drop_path", "in [0, 1)")
+        need(self.auxiliary_weight >= 0, "auxiliary_weight", ">= 0")
+        need(0 <= self.valid_portion < 1, "valid_portion", "in [0, 1)")
+        need(self.max_steps is None or self.max_steps >= 1, "max_steps", ">= 1 (or unset)")
+        need(self.device == "auto" or self.device == "cpu" or self.device.split(":")[0] == "cuda", "device",
+             "cpu, cuda, cuda:N or auto")
+        return self
+
+    def shape(self, family: str) -> tuple[int, int]:
+        """``(layers, channels)`` of the network for this family; for NB201 ``layers`` is cells per stack."""
+        layers, channels = FAMILY_SHAPE[family]
+        return (self.layers or layers, self.channels or channels)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device {name!r} asked for, but CUDA is not available here; use --device cpu")
+    return torch.device(name)
+
+
+def build_network(family: str, arch: Any, settings: RetrainSettings, in_channels: int, input_size: int,
+                  num_classes: int) -> nn.Module:
+    """The evaluation network; ``forward`` returns ``(logits, aux_logits or None)``."""
+    from search_spaces.eval_networks import NB201EvalNetwork, NetworkCIFAR
+
+    layers, channels = settings.shape(family)
+    if family == "nb201":
+        return NB201EvalNetwork(arch, channels=channels, cells_per_stack=layers, num_classes=num_classes,
+                                in_channels=in_channels)
+    return NetworkCIFAR(arch, layers=layers, channels=channels, num_classes=num_classes,
+                        auxiliary=settings.auxiliary, in_channels=in_channels, input_size=input_size)
+
+
+def count_params(model: nn.Module) -> int:
+    """Parameters without the auxiliary head (what papers report)."""
+    aux = getattr(model, "auxiliary_head", None)
+    skip = {id(p) for p in aux.parameters()} if aux is not None else set()
+    return sum(p.numel() for p in model.parameters() if id(p) not in skip)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: Any) -> float:
+    """Top-1 accuracy in percent over one pass of ``loader``."""
+    model.eval()
+    correct = total = 0
+    for x, y in loader.epoch(0):
+        logits, _ = model(x)
+        correct += int((logits.argmax(1) == y).sum())
+        total += y.numel()
+    return 100.0 * correct / max(total, 1)
+
+
+def _settings_differences(saved: dict[str, Any], current: RetrainSettings) -> list[str]:
+    now = asdict(current)
+    return [f"{k}={saved.get(k)!r} (asked: {now[k]!r})" for k in now
+            if k not in RESUME_MAY_DIFFER and saved.get(k) != now[k]]
+
+
+class _Run:
+    """One retrain: the state a checkpoint holds, and the steps of an epoch."""
+
+    def __init__(self, settings: RetrainSettings, progress: bool):
+        # search_spaces pulls in NNI (seconds): imported when a run starts, so the CLI parser stays light.
+        from search_spaces.genotypes import architecture_to_json, load_architecture
+
+        from .data import BatchLoader, load_dataset, search_split
+
+        self.settings, self.progress = settings, progress
+        # Everything that can fail on bad input happens here, before anything is written.
+        self.family, self.arch = load_architecture(settings.genotype, settings.index)
+        self.arch_json = architecture_to_json(self.family, self.arch)
+        self.device = resolve_device(settings.device)
+        train = load_dataset(settings.dataset, "train", data_dir=settings.data_dir, download=settings.download)
+        test = load_dataset(settings.dataset, "test", data_dir=settings.data_dir, download=settings.download)
+        if settings.valid_portion > 0:
+            train, valid = search_split(train, portion=1.0 - settings.valid_portion, seed=settings.seed)
+            self.valid_split = "holdout"
+        else:
+            valid = test
+            self.valid_split = "test"
+        s = settings
+        self.train_loader = BatchLoader(train, s.batch_size, device=self.device, train=True, cutout=s.cutout,
+                                        seed=s.seed)
+        self.valid_loader = BatchLoader(valid, s.batch_size, device=self.device, train=False, seed=s.seed)
+        self.test_loader = BatchLoader(test, s.batch_size, device=self.device, train=False, seed=s.seed) \
+            if valid is not test else self.valid_loader
+        self.steps = len(self.train_loader) if s.max_steps is None else min(s.max_steps, len(self.train_loader))
+
+        seed_everything(s.seed)
+        self.model = build_network(self.family, self.arch, s, train.in_channels, train.input_size,
+                                   train.num_classes).to(self.device)
+        self.uses_drop_path = self.family == "darts" and s.drop_path > 0
+        self.aux_weight = s.auxiliary_weight if self.family == "darts" and s.auxiliary else 0.0
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=s.lr, momentum=s.momentum,
+                                         weight_decay=s.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=s.epochs, eta_min=0.0)
+        self.criterion = nn.CrossEntropyLoss()
+        self.epoch = 0                 # epochs completed
+        self.best_valid_acc = 0.0
+        self.history: list[dict[str, Any]] = []
+        self.elapsed = 0.0             # training wall time of earlier sessions
+
+    # ------------------------------------------------------------------ checkpoint
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "format": CHECKPOINT_FORMAT, "epoch": self.epoch, "family": self.family, "architecture": self.arch_json,
+            "settings": asdict(self.settings), "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "rng": rng_state(), "best_valid_acc": self.best_valid_acc, "history": self.history,
+            "wall_time_s": self.elapsed,
+        }
+
+    def restore(self, path: Path) -> None:
+        try:
+            ckpt = load(path)
+        except Exception as exc:  # a truncated or foreign file
+            raise UserError(f"cannot read checkpoint {path}: {exc}") from None
+        if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+            raise UserError(f"{path} is not a retrain checkpoint")
+        if ckpt["architecture"] != self.arch_json:
+            raise UserError(f"{path} was trained on a different architecture than {self.settings.genotype!r}; "
+                            f"resume with the same genotype or choose another --output")
+        differences = _settings_differences(ckpt["settings"], self.settings)
+        if differences:
+            raise UserError(f"{path} was written with other settings: {', '.join(differences)}")
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        set_rng_state(ckpt["rng"])
+        self.epoch, self.best_valid_acc = ckpt["epoch"], ckpt["best_valid_acc"]
+        self.history, self.elapsed = list(ckpt["history"]), ckpt["wall_time_s"]
+
+    # ------------------------------------------------------------------ training
+
+    def train_epoch(self) -> dict[str, Any]:
+        from tqdm import tqdm
+
+        s, e = self.settings, self.epoch  # e: 0-based index of the epoch being trained
+        drop_prob = s.drop_path * e / s.epochs if self.uses_drop_path else 0.0
+        self.model.set_drop_path(drop_prob)
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.model.train()
+        loss_sum, correct, seen = 0.0, 0, 0
+        bar = tqdm(total=self.steps, desc=f"retrain epoch {e + 1}/{s.epochs}", file=sys.stderr, leave=False,
+                   disable=not self.progress, dynamic_ncols=True)
+        try:
+            for step, (x, y) in enumerate(self.train_loader.epoch(e)):
+                if step >= self.steps:
+                    break
+                self.optimizer.zero_grad(set_to_none=True)
+                logits, aux = self.model(x)
+                loss = self.criterion(logits, y)
+                if aux is not None and self.aux_weight > 0:
+                    loss = loss + self.aux_weight * self.criterion(aux, y)
+                if not torch.isfinite(loss):
+                    kept = f"the checkpoint of epoch {e} is intact" if e else "no checkpoint was written yet"
+                    raise UserError(f"loss is {loss.item()} at epoch {e + 1} step {step + 1}: stopped ({kept}); "
+                                    f"try a lower --lr")
+                loss.backward()
+                if s.grad_clip > 0:
+                    nn.utils.clip_grad_norm_(self.model.parameters(), s.grad_clip)
+                self.optimizer.step()
+                loss_sum += loss.item() * y.numel()
+                correct += int((logits.detach().argmax(1) == y).sum())
+                seen += y.numel()
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{100.0 * correct / seen:.1f}")
+        finally:
+            bar.close()
+        self.scheduler.step()
+        return {"train_loss": loss_sum / max(seen, 1), "train_acc": 100.0 * correct / max(seen, 1), "lr": lr,
+                "drop_path": drop_prob}
+
+
+def checkpoint_settings(output_dir: str | Path) -> dict[str, Any] | None:
+    """The settings a retrain checkpoint in ``output_dir`` was written with (None when there is none)."""
+    path = Path(output_dir) / CHECKPOINT
+    if not path.exists():
+        return None
+    try:
+        ckpt = load(path)
+    except Exception as exc:
+        raise UserError(f"cannot read checkpoint {path}: {exc}") from None
+    return dict(ckpt["settings"]) if isinstance(ckpt, dict) and "settings" in ckpt else None
+
+
+def _write_metrics(path: Path, history: list[dict[str, Any]]) -> None:
+    atomic_write_text("".join(json.dumps(row) + "\n" for row in history), path)
+
+
+def run_retrain(settings: RetrainSettings, output_dir: str | Path, resume: bool = False,
+                on_epoch: Callable[[dict], None] | None = None, progress: bool = True) -> dict[str, Any]:
+    """Train ``settings.genotype`` from scratch (or on from ``output_dir/checkpoint.pt`` with ``resume``).
+
+    Calls ``on_epoch({"epoch", "epochs", "train_loss", "train_acc", "valid_acc", "lr", "drop_path",
+    "epoch_time_s"})`` after every epoch (``epoch`` counts from 1). Returns what it writes to ``result.json``:
+    ``genotype`` (``architecture_to_json``), ``family``, ``test_acc`` (final epoch, on the test split),
+    ``best_valid_acc``, ``final_valid_acc``, ``valid_split`` ("test" or "holdout"), ``params`` / ``params_m``
+    (without the auxiliary head), ``network`` (the shape actually built), ``epochs``, ``settings``,
+    ``wall_time_s`` (training time summed over resumed sessions). Raises ``UserError`` on bad input before
+    writing anything, and on a NaN/inf loss (the last good checkpoint stays).
+    """
+    settings.validate()
+    output_dir = Path(output_dir)
+    checkpoint = output_dir / CHECKPOINT
+    if resume and not checkpoint.exists():
+        raise UserError(f"nothing to resume: {checkpoint} does not exist")
+    if not resume and checkpoint.exists():
+        raise UserError(f"{output_dir} already holds a retrain checkpoint; pass --resume to continue it or "
+                        f"choose another --output")
+    run = _Run(settings, progress)
+    if resume:
+        run.restore(checkpoint)
+        logger.info("resuming %s after epoch %d of %d", output_dir, run.epoch, settings.epochs)
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    _write_metrics(output_dir / METRICS, run.history)  # drops lines of an epoch the checkpoint did not keep
+    writer = SummaryWriter(str(output_dir / TENSORBOARD), purge_step=run.epoch + 1 if resume else None)
+    session_start = time.perf_counter()
+    try:
+        while run.epoch < settings.epochs:
+            start = time.perf_counter()
+            row = run.train_epoch()
+            valid_acc = evaluate(run.model, run.valid_loader)
+            run.epoch += 1
+            run.best_valid_acc = max(run.best_valid_acc, valid_acc)
+            row = {"epoch": run.epoch, "epochs": settings.epochs, "train_loss": row["train_loss"],
+                   "train_acc": row["train_acc"], "valid_acc": valid_acc, "lr": row["lr"],
+                   "drop_path": row["drop_path"], "epoch_time_s": round(time.perf_counter() - start, 3)}
+            run.history.append(row)
+            now = time.perf_counter()
+            run.elapsed += now - session_start
+            session_start = now
+            atomic_save(run.state(), checkpoint)  # the checkpoint first: metrics never run ahead of it
+            with open(output_dir / METRICS, "a") as handle:
+                handle.write(json.dumps(row) + "\n")
+            for key in ("train_loss", "train_acc", "valid_acc", "lr", "drop_path"):
+                writer.add_scalar(f"retrain/{key}", row[key], run.epoch)
+            writer.flush()
+            if progress:
+                from tqdm import tqdm
+
+                tqdm.write(f"retrain epoch {run.epoch}/{settings.epochs}: train loss {row['train_loss']:.4f} "
+                           f"acc {row['train_acc']:.2f} %, valid acc {valid_acc:.2f} % ({run.valid_split}), "
+                           f"lr {row['lr']:.5f}, {row['epoch_time_s']:.1f} s", file=sys.stderr)
+            if on_epoch is not None:
+                on_epoch(dict(row))
+
+        final_valid_acc = run.history[-1]["valid_acc"]
+        test_acc = final_valid_acc if run.valid_split == "test" else evaluate(run.model, run.test_loader)
+        writer.add_scalar("retrain/test_acc", test_acc, settings.epochs)
+    finally:
+        writer.close()
+
+    layers, channels = settings.shape(run.family)
+    params = count_params(run.model)
+    result = {
+        "genotype": run.arch_json,
+        "family": run.family,
+        "test_acc": test_acc,
+        "best_valid_acc": run.best_valid_acc,
+        "final_valid_acc": final_valid_acc,
+        "valid_split": run.valid_split,
+        "params": params,
+        "params_m": round(params / 1e6, 4),
+        "network": {"layers": layers, "channels": channels, "auxiliary": run.model.auxiliary_head is not None,
+                    "drop_path": settings.drop_path if run.uses_drop_path else 0.0},
+        "epochs": settings.epochs,
+        "settings": asdict(settings),
+        "wall_time_s": round(run.elapsed + time.perf_counter() - session_start, 3),
+    }
+    atomic_write_text(json.dumps(result, indent=2) + "\n", output_dir / RESULT)
+    return result

@@ -1,0 +1,97 @@
+"""``nni-offpolicy search``: a whole progressive search from a preset, a config file and overrides."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from ..settings import SEARCH_PRESETS
+
+# The flags most people touch; every other setting goes through --set KEY=VALUE (or --config FILE.yml).
+COMMON_FLAGS = {
+    "space": "search space: darts, pdarts, extended, nb201",
+    "dataset": "digits (embedded, default) | cifar10 | cifar100 | imagefolder:PATH (dir or .tar.gz)",
+    "data_dir": "where torchvision CIFAR files are (or go with --download)",
+    "weight_mode": "mixed (DARTS weighted sum, detached softmax) | path (one sampled path per step)",
+    "behaviour": "behaviour policy: uniform | egreedy | multinomial | on-policy",
+    "epsilon": "epsilon of egreedy, or the uniform mixture weight of multinomial",
+    "temperature": "temperature of the multinomial behaviour policy",
+    "controller_lr": "Adam learning rate of the architecture parameters",
+    "size_exponent": "exponent w of (params/target)^w per stage, e.g. -0.45,-0.25,-0.2 (0 = off)",
+    "size_target": "parameter target per stage in M at evaluation size, e.g. 6.4,5.4,4.4",
+    "flops_exponent": "exponent of the FLOPs term per stage (0 = off)",
+    "flops_target": "FLOPs (MACs) target per stage in M",
+    "layers": "cells per stage, e.g. 5,11,17",
+    "ops_kept": "ops kept per edge after each stage, e.g. 5,3,1",
+    "epochs": "epochs per stage, e.g. 25,25,25",
+    "warmup_epochs": "epochs per stage without controller updates",
+    "batch_size": "batch size",
+    "seed": "random seed",
+    "device": "auto | cpu | cuda[:N]",
+}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "search", help="run a progressive off-policy search",
+        description="Run P-DARTS progressive shrinking with the off-policy REINFORCE controller. Leaves "
+                    "genotype.json, cell.png, metrics.jsonl, tensorboard/ and checkpoint.pt in --output.")
+    p.add_argument("--preset", default="demo", help=f"one of: {', '.join(SEARCH_PRESETS)} (default demo)")
+    p.add_argument("--config", help="YAML/JSON file of settings (may name a preset)")
+    for name, text in COMMON_FLAGS.items():
+        p.add_argument("--" + name.replace("_", "-"), dest=name, default=None, help=text)
+    p.add_argument("--download", action="store_true", default=None, help="allow torchvision to download CIFAR")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other setting (repeatable), e.g. --set samples_per_update=20")
+    p.add_argument("--output", "-o", default=None, help="output directory (default runs/search-<preset>)")
+    p.add_argument("--resume", action="store_true", help="continue the search checkpointed in --output")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--print-settings", action="store_true", help="print the resolved settings and exit")
+    p.set_defaults(func=run)
+
+
+def collect_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    from ..errors import UserError
+
+    overrides: dict[str, Any] = {name: getattr(args, name) for name in COMMON_FLAGS if getattr(args, name) is not None}
+    if args.download:
+        overrides["download"] = True
+    for item in args.overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"--set expects KEY=VALUE, got {item!r}")
+        overrides[key.strip()] = value.strip()
+    if args.quiet:
+        overrides["progress"] = False
+    return overrides
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..search import run_search
+    from ..settings import load_settings
+
+    settings = load_settings(args.preset, collect_overrides(args), args.config)
+    if args.print_settings:
+        print(json.dumps(settings.to_dict(), indent=2))
+        return 0
+    output = Path(args.output or f"runs/search-{args.preset}")
+    doc = run_search(settings, output, resume=args.resume)
+    _draw_cell(doc, output)
+    shown = doc.get("arch") or doc.get("genotype_str")
+    print(f"derived architecture: {shown}")
+    print(f"params {doc['params_m']:.2f} M, FLOPs {doc['flops_m']:.1f} M at evaluation size; "
+          f"reward {doc['derived_reward']:.4f}, supernet valid acc {doc['derived_valid_acc']:.1f}%; "
+          f"{doc['wall_time_s']:.0f} s")
+    print(f"wrote {output}/genotype.json, cell.png, metrics.jsonl, tensorboard/, checkpoint.pt")
+    return 0
+
+
+def _draw_cell(doc: dict, output: Path) -> None:
+    from ..plot import plot_genotype, plot_nb201
+    from search_spaces.genotypes import genotype_from_dict
+
+    if doc["family"] == "nb201":
+        plot_nb201(doc["arch"], output / "cell.png")
+    else:
+        plot_genotype(genotype_from_dict(doc["genotype"]), output / "cell.png")

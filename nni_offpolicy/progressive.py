@@ -1,0 +1,93 @@
+"""P-DARTS' progressive pieces over our spaces' labels: decisions per stage, per-edge shrinking, derivation.
+
+This module is where the space's label scheme (``normal/op_2_0``, ``normal/input_3``, ``cell/op_1_0``) meets the
+controller's decisions; neither of them knows the other.
+"""
+from __future__ import annotations
+
+from itertools import combinations
+from typing import Any, Mapping
+
+from search_spaces.genotypes import Genotype, sample_to_genotype, sample_to_nb201
+from search_spaces.presets import EdgeOpLists
+
+from .controller import Decision
+
+Probabilities = Mapping[str, Mapping[str, float]]  # label -> option -> probability (inputs as "i+j")
+
+
+def build_decisions(family: str, edge_ops: EdgeOpLists) -> list[Decision]:
+    """One op decision per edge; for DARTS cells one input-pair decision per intermediate node."""
+    decisions = []
+    for kind, edges in edge_ops.items():
+        for key, ops in edges.items():
+            decisions.append(Decision(f"{kind}/op_{key}", tuple(ops), "op"))
+        if family != "nb201":
+            nodes = sorted({int(key.split("_")[0]) for key in edges})
+            for j in nodes:
+                decisions.append(Decision(f"{kind}/input_{j}", tuple(combinations(range(j), 2)), "input"))
+    return decisions
+
+
+def shrink(edge_ops: EdgeOpLists, probs: Probabilities, keep: int) -> EdgeOpLists:
+    """Each edge keeps its own top-``keep`` ops by pi, in their original order (P-DARTS' search-space
+    approximation; ties go to the earlier op)."""
+    result: EdgeOpLists = {}
+    for kind, edges in edge_ops.items():
+        result[kind] = {}
+        for key, ops in edges.items():
+            p = probs[f"{kind}/op_{key}"]
+            ranked = sorted(range(len(ops)), key=lambda k: (-p[ops[k]], k))[:keep]
+            result[kind][key] = [ops[k] for k in sorted(ranked)]
+    return result
+
+
+def _best_op(ops: list[str], p: Mapping[str, float], banned: set[str]) -> str | None:
+    allowed = [o for o in ops if o != "none" and o not in banned]
+    return max(allowed, key=lambda o: (p[o], -ops.index(o))) if allowed else None
+
+
+def derive(family: str, edge_ops: EdgeOpLists, probs: Probabilities, max_skip_connect: int = 2) -> dict[str, Any]:
+    """The final architecture as an NNI sample dict.
+
+    DARTS family (P-DARTS rules): per edge the best non-``none`` op; per node the most probable input pair whose
+    edges both have such an op; then while the normal cell has more than ``max_skip_connect`` skip-connects,
+    ban skip on the chosen skip edge where pi(skip) is lowest and derive again. NB201: per edge argmax op.
+    """
+    if family == "nb201":
+        return {f"cell/op_{key}": max(ops, key=lambda o: (probs[f"cell/op_{key}"][o], -ops.index(o)))
+                for key, ops in edge_ops["cell"].items()}
+    banned: dict[str, set[str]] = {}
+    while True:
+        sample: dict[str, Any] = {}
+        for kind, edges in edge_ops.items():
+            best = {key: _best_op(ops, probs[f"{kind}/op_{key}"], banned.get(f"{kind}/op_{key}", set()))
+                    for key, ops in edges.items()}
+            for key, ops in edges.items():
+                sample[f"{kind}/op_{key}"] = best[key] or ops[0]
+            for j in sorted({int(k.split("_")[0]) for k in edges}):
+                pair_probs = probs[f"{kind}/input_{j}"]
+                pairs = [tuple(int(t) for t in name.split("+")) for name in pair_probs]
+                usable = [pr for pr in pairs if best[f"{j}_{pr[0]}"] and best[f"{j}_{pr[1]}"]] or pairs
+                chosen = max(usable, key=lambda pr: (pair_probs[f"{pr[0]}+{pr[1]}"], -pairs.index(pr)))
+                sample[f"{kind}/input_{j}"] = list(chosen)
+        skips = [(probs[f"normal/op_{j}_{i}"]["skip_connect"], f"normal/op_{j}_{i}")
+                 for j in sorted({int(k.split("_")[0]) for k in edge_ops["normal"]})
+                 for i in sample[f"normal/input_{j}"] if sample[f"normal/op_{j}_{i}"] == "skip_connect"]
+        if len(skips) <= max_skip_connect:
+            return sample
+        weakest = min(skips)[1]
+        banned.setdefault(weakest, set()).add("skip_connect")
+
+
+def sample_to_arch(family: str, sample: Mapping[str, Any], nodes: int = 4) -> Genotype | dict:
+    """What the reward's metrics and the eval network take: a Genotype, or the NB201 sample itself."""
+    if family == "nb201":
+        return dict(sample)
+    return sample_to_genotype(sample, nodes)
+
+
+def arch_key(family: str, sample: Mapping[str, Any], nodes: int = 4) -> str:
+    if family == "nb201":
+        return sample_to_nb201(sample)
+    return str(sample_to_genotype(sample, nodes))

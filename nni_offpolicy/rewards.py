@@ -1,0 +1,58 @@
+"""Rewards: accuracy through the shared weights times non-differentiable metrics of the architecture.
+
+R = acc * prod_m (metric_m(a) / target_m) ^ w_m   (MnasNet form; w < 0 penalises a metric above its target).
+Metrics are functions of the architecture priced as the network it would become at evaluation size; adding one
+is one entry in ``METRICS`` or a ``module:function`` named in the settings.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any, Callable
+
+from .errors import UserError
+from .profiling import EvalCostModel
+from .settings import SearchSettings
+
+MetricFn = Callable[[str, Any], float]
+
+
+def load_metric(spec: str) -> MetricFn:
+    """``module:function`` -> a callable ``(family, architecture) -> float`` (e.g. a measured latency)."""
+    module_name, _, attr = spec.partition(":")
+    try:
+        fn = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise UserError(f"metric {spec!r} cannot be loaded: {exc}") from None
+    if not callable(fn):
+        raise UserError(f"metric {spec!r} is not callable")
+    return fn
+
+
+class RewardModel:
+    def __init__(self, settings: SearchSettings, family: str, num_classes: int, in_channels: int, input_size: int,
+                 custom_metric: MetricFn | None = None):
+        self.settings = settings
+        self.family = family
+        self.cost = EvalCostModel(family, layers=settings.eval_layers, channels=settings.eval_channels,
+                                  num_classes=num_classes, in_channels=in_channels, input_size=input_size)
+        self.custom = custom_metric or (load_metric(settings.metric) if settings.metric else None)
+        self._custom_cache: dict[str, float] = {}
+
+    def metrics(self, arch: Any, key: str) -> dict[str, float]:
+        params, flops = self.cost.cost(arch)
+        out = {"params_m": params / 1e6, "flops_m": flops / 1e6}
+        if self.custom is not None:
+            if key not in self._custom_cache:
+                self._custom_cache[key] = float(self.custom(self.family, arch))
+            out["metric"] = self._custom_cache[key]
+        return out
+
+    def reward(self, accuracy: float, metrics: dict[str, float], stage: int) -> float:
+        s = self.settings
+        r = accuracy
+        terms = [("params_m", s.size_target, s.size_exponent), ("flops_m", s.flops_target, s.flops_exponent),
+                 ("metric", s.metric_target, s.metric_exponent)]
+        for name, target, exponent in terms:
+            if exponent[stage] != 0 and name in metrics:
+                r *= (max(metrics[name], 1e-12) / target[stage]) ** exponent[stage]
+        return r

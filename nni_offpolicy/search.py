@@ -1,0 +1,436 @@
+"""The progressive off-policy search: stages of (weight steps + controller updates), then shrink, then derive.
+
+One stage = a fresh supernet of ``layers[s]`` cells over the current per-edge op lists, fresh weights and a fresh
+controller. Weight steps run on training batches (mixed: softmax-weighted sum; path: one behaviour-sampled path);
+after the warm-up, every ``rl_interval_steps`` steps the controller draws ``samples_per_update`` architectures
+from its behaviour policy, scores each on the next validation batch through the shared weights (train-mode BN,
+no skip dropout) times the metric terms, and takes one Adam step. A checkpoint is written after every epoch, so a
+killed search resumes at the last epoch boundary and ends exactly where the uninterrupted one would have.
+"""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import sys
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from search_spaces.genotypes import architecture_to_json, sample_to_genotype, sample_to_nb201
+from search_spaces.presets import build_space, initial_edge_ops, space_preset
+
+from . import checkpoint as ckpt
+from .controller import OffPolicyController
+from .data import BatchLoader, ImageSet, load_dataset, search_split
+from .errors import UserError
+from .monitor import RunLogger
+from .progressive import arch_key, build_decisions, derive, sample_to_arch, shrink
+from .rewards import RewardModel
+from .settings import SearchSettings
+from .supernet import Supernet
+
+CHECKPOINT = "checkpoint.pt"
+EpochCallback = Callable[[dict], None]
+
+
+class SearchDiverged(UserError):
+    """A NaN/inf loss or reward: the search stops and the last good checkpoint stays as it was."""
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device {device!r} requested but no CUDA GPU is available; use --device cpu")
+    return torch.device(device)
+
+
+class StageRun:
+    """Everything that lives for one stage: supernet, controller, optimiser, schedule."""
+
+    def __init__(self, search: "ProgressiveSearch", stage: int, edge_ops: dict):
+        s = search.settings
+        self.stage, self.edge_ops = stage, edge_ops
+        space = build_space(s.space, edge_ops, layers=s.layers[stage], channels=s.channels,
+                            num_classes=search.num_classes, in_channels=search.in_channels, nodes=s.nodes)
+        self.supernet = Supernet(space).to(search.device)
+        self.controller = OffPolicyController(
+            build_decisions(search.family, edge_ops), behaviour=s.behaviour, epsilon=s.epsilon,
+            temperature=s.temperature, lr=s.controller_lr, truncation=s.truncation, importance=s.importance,
+            baseline_decay=s.baseline_decay, entropy_weight=s.entropy_weight, replay_size=s.replay_size,
+            replay_samples=s.replay_samples, seed=s.seed * 1009 + stage)
+        self.optimizer = torch.optim.SGD(self.supernet.parameters(), lr=s.lr, momentum=s.momentum,
+                                         weight_decay=s.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=s.epochs[stage],
+                                                                    eta_min=s.lr_min)
+        self.op_rows = [row for row, d in enumerate(self.controller.decisions) if d.kind == "op"]
+
+    def mixed_weights(self, device: torch.device) -> dict[str, torch.Tensor]:
+        pi = self.controller.pi().to(device)
+        return {self.controller.decisions[row].label: pi[row, : len(self.controller.decisions[row].options)]
+                for row in self.op_rows}
+
+    def state(self) -> dict[str, Any]:
+        return {"supernet": self.supernet.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "controller": self.controller.state()}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.supernet.load_state_dict(state["supernet"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.controller.load_state(state["controller"])
+
+
+class Tracker:
+    """What the lab log watched, kept across epochs (and checkpointed): recent rewards, the best sample, and
+    whether each decision's argmax still moves after the warm-up (the Matthew effect)."""
+
+    def __init__(self, window: int):
+        self.recent: deque = deque(maxlen=window)
+        self.best: dict[str, Any] | None = None
+        self.argmax: dict[str, int] = {}
+        self.changed: set[str] = set()
+        self.updates = 0
+
+    def observe_samples(self, stage: int, rewards: list[float], samples: list[dict], keys: list[str],
+                        metrics: list[dict]) -> None:
+        for r, sample, key, m in zip(rewards, samples, keys, metrics):
+            self.recent.append(r)
+            if self.best is None or self.best["stage"] < stage or r > self.best["reward"]:
+                self.best = {"stage": stage, "reward": r, "sample": sample, "key": key, **m}
+
+    def observe_argmax(self, labels: list[str], greedy: list[int]) -> None:
+        for label, a in zip(labels, greedy):
+            if label in self.argmax and self.argmax[label] != a:
+                self.changed.add(label)
+            self.argmax[label] = a
+
+    def reset_stage(self) -> None:
+        self.argmax, self.changed, self.recent = {}, set(), deque(maxlen=self.recent.maxlen)
+
+    def recent_stats(self) -> dict[str, float]:
+        if not self.recent:
+            return {}
+        values = list(self.recent)
+        best = max(range(len(values)), key=values.__getitem__)
+        worst = min(range(len(values)), key=values.__getitem__)
+        return {"reward/recent_mean": sum(values) / len(values), "reward/recent_max": values[best],
+                "reward/recent_argmax": best, "reward/recent_argmin": worst}
+
+    def state(self) -> dict[str, Any]:
+        return {"recent": list(self.recent), "best": self.best, "argmax": self.argmax,
+                "changed": sorted(self.changed), "updates": self.updates}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.recent.clear()
+        self.recent.extend(state["recent"])
+        self.best, self.argmax, self.changed = state["best"], state["argmax"], set(state["changed"])
+        self.updates = state["updates"]
+
+
+class ProgressiveSearch:
+    def __init__(self, settings: SearchSettings, output_dir: Path, train_set: ImageSet, valid_set: ImageSet,
+                 device: torch.device, on_epoch: EpochCallback | None = None, progress: bool = True):
+        self.settings, self.dir, self.device = settings, output_dir, device
+        self.family = space_preset(settings.space).family
+        self.num_classes, self.in_channels = train_set.num_classes, train_set.in_channels
+        self.input_size = train_set.input_size
+        self.train_loader = BatchLoader(train_set, settings.batch_size, device, train=True, seed=settings.seed)
+        valid_loader = BatchLoader(valid_set, settings.batch_size, device, train=False, drop_last=False)
+        self.valid_batches = list(valid_loader.epoch(0))  # normalised once; rewards cycle through them
+        self.rewards = RewardModel(settings, self.family, self.num_classes, self.in_channels, self.input_size)
+        self.on_epoch, self.progress = on_epoch, progress
+        self.tracker = Tracker(settings.recent_window)
+        self.stage_summaries: list[dict[str, Any]] = []
+        self.global_step = 0
+        self.reward_updates = 0
+        self.total_epochs = sum(settings.epochs)
+        self.started = time.time()
+        self.elapsed_before = 0.0
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, stage: int, next_epoch: int, edge_ops: dict, run: StageRun | None, logger: RunLogger) -> None:
+        state = {
+            "version": 1, "settings": self.settings.to_dict(), "stage": stage, "next_epoch": next_epoch,
+            "edge_ops": edge_ops, "stage_state": run.state() if run is not None and next_epoch > 0 else None,
+            "rng": ckpt.rng_state(), "global_step": self.global_step, "reward_updates": self.reward_updates,
+            "tracker": self.tracker.state(), "stage_summaries": self.stage_summaries,
+            "jsonl_lines": logger.lines, "elapsed": self.elapsed_before + time.time() - self.started,
+        }
+        ckpt.atomic_save(state, self.dir / CHECKPOINT)
+
+    # ------------------------------------------------------------------ the loop
+    def run(self, resume_state: dict[str, Any] | None) -> dict[str, Any]:
+        s = self.settings
+        stage, epoch, edge_ops = 0, 0, initial_edge_ops(s.space, s.nodes)
+        stage_state = None
+        if resume_state is not None:
+            stage, epoch, edge_ops = resume_state["stage"], resume_state["next_epoch"], resume_state["edge_ops"]
+            stage_state = resume_state["stage_state"]
+            self.global_step, self.reward_updates = resume_state["global_step"], resume_state["reward_updates"]
+            self.tracker.load_state(resume_state["tracker"])
+            self.stage_summaries = resume_state["stage_summaries"]
+            self.elapsed_before = resume_state["elapsed"]
+        pending_rng = resume_state["rng"] if resume_state is not None else None
+        logger = RunLogger(self.dir, purge_step=self.global_step if resume_state else None,
+                           jsonl_lines=resume_state["jsonl_lines"] if resume_state else None)
+        try:
+            while stage < s.stages:
+                if pending_rng is not None and stage_state is None:
+                    ckpt.set_rng_state(pending_rng)  # the new stage's weights are drawn from the saved stream
+                    pending_rng = None
+                run = StageRun(self, stage, edge_ops)
+                if stage_state is not None:
+                    run.load_state(stage_state)
+                    stage_state = None
+                if pending_rng is not None:
+                    ckpt.set_rng_state(pending_rng)
+                    pending_rng = None
+                if epoch == 0:
+                    self.tracker.reset_stage()
+                for e in range(epoch, s.epochs[stage]):
+                    self.train_epoch(run, e, logger)
+                    self.save(stage, e + 1, edge_ops, run, logger)
+                summary = self.finish_stage(run, logger)
+                self.stage_summaries.append(summary)
+                if stage + 1 < s.stages:
+                    edge_ops = shrink(edge_ops, run.controller.probabilities(), s.ops_kept[stage])
+                stage, epoch = stage + 1, 0
+                if stage < s.stages:
+                    self.save(stage, 0, edge_ops, None, logger)
+            return self.finish(run, logger)
+        finally:
+            logger.close()
+
+    def _global_epoch(self, stage: int, epoch: int) -> int:
+        return sum(self.settings.epochs[:stage]) + epoch
+
+    def train_epoch(self, run: StageRun, epoch: int, logger: RunLogger) -> None:
+        s, stage = self.settings, run.stage
+        supernet, controller = run.supernet, run.controller
+        supernet.train()
+        epochs = s.epochs[stage]
+        supernet.set_skip_dropout(s.skip_dropout[stage] * (epochs - epoch - 1) / epochs)  # P-DARTS' decay
+        global_epoch = self._global_epoch(stage, epoch)
+        steps = len(self.train_loader)
+        if s.max_steps_per_epoch:
+            steps = min(steps, s.max_steps_per_epoch)
+        controlling = epoch >= s.warmup_epochs[stage]
+        weights = run.mixed_weights(self.device) if s.weight_mode == "mixed" else None
+        correct = torch.zeros((), device=self.device)
+        loss_sum = torch.zeros((), device=self.device)
+        seen = 0
+        epoch_rewards: list[float] = []
+        started = time.time()
+        bar = tqdm(total=steps, desc=f"stage {stage + 1}/{s.stages} epoch {epoch + 1}/{epochs}", leave=False,
+                   disable=not self.progress, file=sys.stderr, dynamic_ncols=True)
+        for step, (x, y) in enumerate(self.train_loader.epoch(global_epoch)):
+            if step >= steps:
+                break
+            if weights is not None:
+                supernet.set_mixed(weights)
+            else:
+                path = controller.sample(1)
+                supernet.set_path(controller.to_sample(path.actions[0]))
+            logits = supernet(x)
+            loss = F.cross_entropy(logits, y)
+            if not torch.isfinite(loss):
+                raise SearchDiverged(f"loss is {loss.item()} at stage {stage + 1}, epoch {epoch + 1}, step {step + 1}; "
+                                     f"the checkpoint of the last finished epoch in {self.dir} is intact")
+            run.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(supernet.parameters(), s.grad_clip)
+            run.optimizer.step()
+            correct += (logits.detach().argmax(1) == y).sum()
+            loss_sum += loss.detach() * y.shape[0]
+            seen += y.shape[0]
+            self.global_step += 1
+            if controlling and (step + 1) % s.rl_interval_steps == 0:
+                stats = self.controller_step(run)
+                epoch_rewards.extend(stats.pop("_rewards"))
+                logger.scalars(stats, self.global_step, prefix=f"stage{stage + 1}/")
+                if weights is not None:
+                    weights = run.mixed_weights(self.device)
+                bar.set_postfix(loss=f"{loss.item():.3f}", reward=f"{stats['reward/mean']:.3f}")
+            bar.update(1)
+        bar.close()
+        run.scheduler.step()
+        record = self.end_of_epoch(run, epoch, global_epoch, float(loss_sum) / max(seen, 1),
+                                   100.0 * float(correct) / max(seen, 1), epoch_rewards, time.time() - started)
+        logger.scalars({k: v for k, v in record.items() if isinstance(v, (int, float)) and k not in
+                        ("stage", "epoch", "global_epoch", "total_epochs")}, self.global_step,
+                       prefix=f"stage{stage + 1}/epoch/")
+        self.log_policy(run, logger)
+        logger.record(record)
+        if self.on_epoch is not None:
+            self.on_epoch(record)
+        if self.progress:
+            print(f"stage {stage + 1} epoch {epoch + 1}/{epochs}: loss {record['train_loss']:.3f} "
+                  f"train {record['train_acc']:.1f}% valid {record['valid_acc']:.1f}% "
+                  f"greedy reward {record['greedy_reward']:.4f} ({record['seconds']:.1f}s)", file=sys.stderr)
+
+    def controller_step(self, run: StageRun) -> dict[str, Any]:
+        s, controller, supernet = self.settings, run.controller, run.supernet
+        x, y = self.valid_batches[self.reward_updates % len(self.valid_batches)]
+        self.reward_updates += 1
+        samples = controller.sample(s.samples_per_update)
+        sample_dicts = [controller.to_sample(a) for a in samples.actions]
+        supernet.set_skip_dropout(0.0)
+        hits = []
+        with torch.no_grad():
+            for sample in sample_dicts:
+                supernet.set_path(sample)
+                hits.append((supernet(x).argmax(1) == y).float().mean())
+        accuracies = torch.stack(hits).cpu().tolist()  # one host sync for all samples
+        keys = [arch_key(self.family, d, s.nodes) for d in sample_dicts]
+        metrics = [self.rewards.metrics(sample_to_arch(self.family, d, s.nodes), k)
+                   for d, k in zip(sample_dicts, keys)]
+        rewards = [self.rewards.reward(a, m, run.stage) for a, m in zip(accuracies, metrics)]
+        if not all(math.isfinite(r) for r in rewards):
+            raise SearchDiverged(f"a reward is not finite at stage {run.stage + 1} (update {self.reward_updates}); "
+                                 f"the checkpoint of the last finished epoch in {self.dir} is intact")
+        stats = controller.update(samples, torch.tensor(rewards))
+        self.tracker.updates += 1
+        self.tracker.observe_samples(run.stage, rewards, sample_dicts, keys, metrics)
+        labels = [d.label for d in controller.decisions]
+        self.tracker.observe_argmax(labels, controller.greedy().tolist())
+        stats.update({"reward/mean": sum(rewards) / len(rewards), "reward/max": max(rewards),
+                      "reward/min": min(rewards), "sample/acc_mean": sum(accuracies) / len(accuracies),
+                      "sample/params_m": sum(m["params_m"] for m in metrics) / len(metrics),
+                      "sample/flops_m": sum(m["flops_m"] for m in metrics) / len(metrics)})
+        stats.update(self.tracker.recent_stats())
+        stats["_rewards"] = rewards
+        return stats
+
+    def evaluate(self, run: StageRun, sample: dict | None, batches: int | None = None) -> float:
+        """Accuracy (%) on validation batches: one path (``sample``) or the mixed supernet (None)."""
+        supernet = run.supernet
+        supernet.set_skip_dropout(0.0)
+        if sample is None:
+            supernet.set_mixed(run.mixed_weights(self.device))
+        else:
+            supernet.set_path(sample)
+        chosen = self.valid_batches[: batches or len(self.valid_batches)]
+        correct = torch.zeros((), device=self.device)
+        total = 0
+        with torch.no_grad():
+            for x, y in chosen:
+                correct += (supernet(x).argmax(1) == y).sum()
+                total += y.shape[0]
+        return 100.0 * float(correct) / max(total, 1)
+
+    def greedy_sample(self, run: StageRun) -> dict[str, Any]:
+        return derive(self.family, run.edge_ops, run.controller.probabilities(), self.settings.max_skip_connect)
+
+    def end_of_epoch(self, run: StageRun, epoch: int, global_epoch: int, train_loss: float, train_acc: float,
+                     rewards: list[float], seconds: float) -> dict[str, Any]:
+        s = self.settings
+        greedy = self.greedy_sample(run)
+        greedy_acc = self.evaluate(run, greedy, batches=20)
+        valid_acc = self.evaluate(run, None, batches=20) if s.weight_mode == "mixed" else greedy_acc
+        metrics = self.rewards.metrics(sample_to_arch(self.family, greedy, s.nodes), arch_key(self.family, greedy, s.nodes))
+        record = {
+            "stage": run.stage + 1, "epoch": epoch + 1, "global_epoch": global_epoch + 1,
+            "total_epochs": self.total_epochs, "train_loss": train_loss, "train_acc": train_acc,
+            "valid_acc": valid_acc, "greedy_acc": greedy_acc,
+            "greedy_reward": self.rewards.reward(greedy_acc / 100.0, metrics, run.stage),
+            "greedy_params_m": metrics["params_m"], "greedy_flops_m": metrics["flops_m"],
+            "lr": run.optimizer.param_groups[0]["lr"], "seconds": seconds,
+            "controller_updates": self.tracker.updates,
+        }
+        if rewards:
+            record.update(reward_mean=sum(rewards) / len(rewards), reward_max=max(rewards))
+        return record
+
+    def log_policy(self, run: StageRun, logger: RunLogger) -> None:
+        """Per-edge argmax index and probabilities, once per epoch (the lab log's main TensorBoard view)."""
+        prefix = f"stage{run.stage + 1}/"
+        greedy = run.controller.greedy().tolist()
+        for d, a, (label, probs) in zip(run.controller.decisions, greedy, run.controller.probabilities().items()):
+            logger.writer.add_scalar(f"{prefix}argmax/{label}", a, self.global_step)
+            logger.writer.add_scalars(f"{prefix}prob/{label}", probs, self.global_step)
+
+    def matthew(self, run: StageRun) -> dict[str, float]:
+        """Share of op decisions whose argmax never moved after warm-up, and the share of the most frequent
+        argmax op across edges: both near 1 mean one op took every edge early (winner-take-all)."""
+        op_labels = [d.label for d in run.controller.decisions if d.kind == "op"]
+        tracked = [l for l in op_labels if l in self.tracker.argmax]
+        frozen = sum(1 for l in tracked if l not in self.tracker.changed) / len(tracked) if tracked else float("nan")
+        greedy = run.controller.greedy().tolist()
+        ops = [d.options[a] for d, a in zip(run.controller.decisions, greedy) if d.kind == "op"]
+        top = max(ops.count(o) for o in set(ops)) / len(ops)
+        return {"argmax_frozen_share": frozen, "top_op_share": top}
+
+    def finish_stage(self, run: StageRun, logger: RunLogger) -> dict[str, Any]:
+        greedy = self.greedy_sample(run)
+        return {"stage": run.stage + 1, "layers": self.settings.layers[run.stage], "edge_ops": run.edge_ops,
+                "probabilities": run.controller.probabilities(), "greedy_sample": greedy,
+                "greedy_valid_acc": self.evaluate(run, greedy), **self.matthew(run)}
+
+    def finish(self, run: StageRun, logger: RunLogger) -> dict[str, Any]:
+        s = self.settings
+        derived = self.greedy_sample(run)
+        acc = self.evaluate(run, derived)
+        arch = sample_to_arch(self.family, derived, s.nodes)
+        key = arch_key(self.family, derived, s.nodes)
+        metrics = self.rewards.metrics(arch, key)
+        params, flops = self.rewards.cost.cost(arch)
+        doc: dict[str, Any] = {
+            "family": self.family, "space": s.space,
+            "genotype": architecture_to_json(self.family, arch), "sample": derived,
+            "params": params, "params_m": params / 1e6, "flops": flops, "flops_m": flops / 1e6,
+            "eval_size": {"layers": s.eval_layers, "channels": s.eval_channels, "input_size": self.input_size,
+                          "in_channels": self.in_channels, "num_classes": self.num_classes},
+            "derived_valid_acc": acc, "derived_reward": self.rewards.reward(acc / 100.0, metrics, s.stages - 1),
+        }
+        if self.family == "nb201":
+            doc["arch"] = sample_to_nb201(derived)
+        else:
+            doc["genotype_str"] = str(sample_to_genotype(derived, s.nodes))
+        best = self.tracker.best
+        if best is not None:
+            best_arch = sample_to_arch(self.family, best["sample"], s.nodes)
+            doc["best_sampled"] = {"genotype": architecture_to_json(self.family, best_arch),
+                                   "sample": best["sample"], "reward": best["reward"], "stage": best["stage"] + 1,
+                                   "params_m": best["params_m"], "flops_m": best["flops_m"],
+                                   "valid_acc": self.evaluate(run, best["sample"])}
+        doc["stages"] = self.stage_summaries
+        doc["settings"] = s.to_dict()
+        doc["wall_time_s"] = self.elapsed_before + time.time() - self.started
+        return doc
+
+
+def run_search(settings: SearchSettings, output_dir: str | Path, resume: bool = False,
+               on_epoch: EpochCallback | None = None, progress: bool | None = None) -> dict[str, Any]:
+    """Run (or resume) a whole progressive search; write and return genotype.json's document."""
+    settings.validate()
+    out = Path(output_dir)
+    resume_state = None
+    if resume:
+        if not (out / CHECKPOINT).exists():
+            raise UserError(f"--resume: no checkpoint in {out}; start without --resume")
+        resume_state = ckpt.load(out / CHECKPOINT)
+        if resume_state["settings"] != settings.to_dict():
+            changed = sorted(k for k, v in settings.to_dict().items() if resume_state["settings"].get(k) != v)
+            if set(changed) - {"progress", "device"}:
+                raise UserError(f"--resume: settings differ from the checkpoint's in {changed}")
+    device = resolve_device(settings.device)
+    data = load_dataset(settings.dataset, "train", data_dir=settings.data_dir, download=settings.download)
+    train_set, valid_set = search_split(data, settings.train_portion, settings.split_seed)
+    if not resume:
+        for stale in (CHECKPOINT, "metrics.jsonl", "genotype.json"):
+            (out / stale).unlink(missing_ok=True)
+        shutil.rmtree(out / "tensorboard", ignore_errors=True)
+        ckpt.seed_everything(settings.seed)
+    out.mkdir(parents=True, exist_ok=True)
+    search = ProgressiveSearch(settings, out, train_set, valid_set, device, on_epoch,
+                               settings.progress if progress is None else progress)
+    doc = search.run(resume_state)
+    ckpt.atomic_write_text(json.dumps(doc, indent=2) + "\n", out / "genotype.json")
+    return doc

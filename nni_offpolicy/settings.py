@@ -1,0 +1,275 @@
+"""Search settings: one typed dataclass, filled from a preset, a YAML file and overrides, validated once.
+
+Per-stage knobs are lists with one entry per stage; a scalar given for one of them is broadcast to every stage.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from search_spaces.presets import SPACE_PRESETS, initial_edge_ops, space_preset
+
+from .errors import UserError
+
+BEHAVIOURS = ("uniform", "egreedy", "multinomial", "on-policy")
+WEIGHT_MODES = ("mixed", "path")
+IMPORTANCE = ("per-decision", "trajectory")
+STAGE_LISTS = ("layers", "ops_kept", "epochs", "warmup_epochs", "skip_dropout", "size_target", "size_exponent",
+               "flops_target", "flops_exponent", "metric_target", "metric_exponent")
+
+
+@dataclass
+class SearchSettings:
+    # --- what to search, on what
+    space: str = "pdarts"
+    dataset: str = "digits"
+    data_dir: str | None = None
+    download: bool = False
+    train_portion: float = 0.5
+    split_seed: int = 0
+    # --- progressive stages (P-DARTS): one entry per stage
+    layers: list[int] = field(default_factory=lambda: [5, 11, 17])
+    ops_kept: list[int] = field(default_factory=lambda: [5, 3, 1])
+    epochs: list[int] = field(default_factory=lambda: [25, 25, 25])
+    warmup_epochs: list[int] = field(default_factory=lambda: [10, 10, 10])
+    skip_dropout: list[float] = field(default_factory=lambda: [0.0, 0.4, 0.7])
+    channels: int = 16
+    nodes: int = 4
+    batch_size: int = 96
+    max_skip_connect: int = 2
+    # --- weight training
+    weight_mode: str = "mixed"
+    lr: float = 0.025
+    lr_min: float = 0.0
+    momentum: float = 0.9
+    weight_decay: float = 3e-4
+    grad_clip: float = 5.0
+    max_steps_per_epoch: int | None = None
+    # --- controller (off-policy REINFORCE)
+    behaviour: str = "uniform"
+    epsilon: float = 0.0
+    temperature: float = 1.0
+    controller_lr: float = 5e-3
+    importance: str = "per-decision"
+    truncation: float = 5.0
+    baseline_decay: float = 0.9
+    entropy_weight: float = 0.0
+    replay_size: int = 0
+    replay_samples: int = 0
+    rl_interval_steps: int = 10
+    samples_per_update: int = 10
+    # --- reward: accuracy x (metric / target) ^ exponent, per stage; exponent 0 switches a term off
+    size_target: list[float] = field(default_factory=lambda: [6.4, 5.4, 4.4])   # M params at eval size
+    size_exponent: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    flops_target: list[float] = field(default_factory=lambda: [600.0, 600.0, 600.0])  # M MACs at eval size
+    flops_exponent: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    metric: str | None = None  # "module:function" taking (family, architecture) -> float
+    metric_target: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])
+    metric_exponent: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    eval_layers: int = 20
+    eval_channels: int = 36
+    recent_window: int = 200
+    # --- run
+    seed: int = 0
+    device: str = "auto"
+    progress: bool = True
+
+    @property
+    def stages(self) -> int:
+        return len(self.layers)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> "SearchSettings":
+        """Every inconsistency in one clear line, before any data is loaded or any training starts."""
+        if self.space not in SPACE_PRESETS:
+            raise UserError(f"unknown space {self.space!r}; allowed: {', '.join(SPACE_PRESETS)}")
+        n = self.stages
+        if n < 1:
+            raise UserError("layers: need at least one stage")
+        for name in STAGE_LISTS:
+            value = getattr(self, name)
+            if len(value) != n:
+                raise UserError(f"{name}: has {len(value)} entries but layers has {n} stages; give one per stage "
+                                f"(or a single value for all)")
+        if self.behaviour not in BEHAVIOURS:
+            raise UserError(f"unknown behaviour policy {self.behaviour!r}; allowed: {', '.join(BEHAVIOURS)}")
+        if self.weight_mode not in WEIGHT_MODES:
+            raise UserError(f"unknown weight mode {self.weight_mode!r}; allowed: {', '.join(WEIGHT_MODES)}")
+        if self.importance not in IMPORTANCE:
+            raise UserError(f"unknown importance weighting {self.importance!r}; allowed: {', '.join(IMPORTANCE)}")
+        if not 0.0 <= self.epsilon <= 1.0:
+            raise UserError(f"epsilon must be in [0, 1], got {self.epsilon}")
+        positive = {"temperature": self.temperature, "controller_lr": self.controller_lr, "lr": self.lr,
+                    "truncation": self.truncation, "batch_size": self.batch_size, "channels": self.channels,
+                    "rl_interval_steps": self.rl_interval_steps, "samples_per_update": self.samples_per_update,
+                    "eval_layers": self.eval_layers, "eval_channels": self.eval_channels,
+                    "recent_window": self.recent_window}
+        for name, value in positive.items():
+            if not value > 0:
+                raise UserError(f"{name} must be > 0, got {value}")
+        for name in ("size_target", "flops_target", "metric_target"):
+            for s, value in enumerate(getattr(self, name), start=1):
+                if not value > 0:
+                    raise UserError(f"{name} must be > 0 (stage {s} has {value})")
+        if not 0.0 < self.train_portion < 1.0:
+            raise UserError(f"train_portion must be in (0, 1), got {self.train_portion}")
+        if not 0.0 <= self.baseline_decay < 1.0:
+            raise UserError(f"baseline_decay must be in [0, 1), got {self.baseline_decay}")
+        if self.replay_samples > self.replay_size:
+            raise UserError(f"replay_samples ({self.replay_samples}) exceeds replay_size ({self.replay_size})")
+        for s in range(n):
+            if self.epochs[s] < 1:
+                raise UserError(f"epochs must be >= 1 (stage {s + 1} has {self.epochs[s]})")
+            if not 0 <= self.warmup_epochs[s] <= self.epochs[s]:
+                raise UserError(f"warmup_epochs must be in [0, epochs] (stage {s + 1}: {self.warmup_epochs[s]} "
+                                f"of {self.epochs[s]})")
+            if not 0.0 <= self.skip_dropout[s] < 1.0:
+                raise UserError(f"skip_dropout must be in [0, 1) (stage {s + 1} has {self.skip_dropout[s]})")
+        family = space_preset(self.space).family
+        min_layers = 1 if family == "nb201" else 3
+        if any(layer < min_layers for layer in self.layers):
+            raise UserError(f"layers must be >= {min_layers} for the {self.space} space, got {self.layers}")
+        edge_ops = initial_edge_ops(self.space, self.nodes)
+        available = min(len(ops) for kind in edge_ops.values() for ops in kind.values())
+        for s, keep in enumerate(self.ops_kept, start=1):
+            if keep < 1 or keep > available:
+                raise UserError(f"ops_kept: stage {s} keeps {keep} ops per edge but its edges have {available}; "
+                                f"allowed 1..{available}")
+            if keep > available:
+                break
+            available = keep
+        if self.ops_kept[-1] != 1:
+            raise UserError(f"ops_kept: the last stage must keep 1 op per edge (the final architecture), "
+                            f"got {self.ops_kept[-1]}")
+        if self.metric is not None and ":" not in self.metric:
+            raise UserError(f"metric must be 'module:function', got {self.metric!r}")
+        if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
+            raise UserError(f"device must be auto, cpu or cuda[:N], got {self.device!r}")
+        return self
+
+
+def _small_stages(**kw: Any) -> dict[str, Any]:
+    return kw
+
+
+SEARCH_PRESETS: dict[str, dict[str, Any]] = {
+    # The README's main job: embedded digits, small stages, a couple of minutes on 2 CPU cores.
+    "demo": dict(space="pdarts", dataset="digits", layers=[3, 4, 5], ops_kept=[4, 2, 1], epochs=[3, 3, 3],
+                 warmup_epochs=[1, 1, 1], skip_dropout=[0.0, 0.2, 0.4], channels=8, batch_size=64,
+                 weight_mode="path", behaviour="uniform", controller_lr=0.05, rl_interval_steps=2,
+                 samples_per_update=8, size_target=[0.3, 0.3, 0.3], size_exponent=[-0.1, -0.1, -0.1],
+                 eval_layers=8, eval_channels=16, train_portion=0.5),
+    # P-DARTS' CIFAR-10 protocol with the lab log's controller: off-policy uniform sampling, lr 5e-3, size term
+    # with per-stage targets 6.4/5.4/4.4 M and exponents -0.45/-0.25/-0.2, skip dropout 0.3/0.6/0.8.
+    "pdarts": dict(space="pdarts", dataset="cifar10", layers=[5, 11, 17], ops_kept=[5, 3, 1], epochs=[25, 25, 25],
+                   warmup_epochs=[10, 10, 10], skip_dropout=[0.3, 0.6, 0.8], channels=16, batch_size=96,
+                   weight_mode="mixed", behaviour="uniform", controller_lr=5e-3, rl_interval_steps=10,
+                   samples_per_update=10, size_target=[6.4, 5.4, 4.4], size_exponent=[-0.45, -0.25, -0.2]),
+    # Progressive search in NAS-Bench-201 (cells per stack 1, 3, 5; 5 -> 3 -> 2 -> 1 ops per edge).
+    "nb201": dict(space="nb201", dataset="cifar10", layers=[1, 3, 5], ops_kept=[3, 2, 1], epochs=[10, 10, 10],
+                  warmup_epochs=[4, 4, 4], skip_dropout=[0.0, 0.0, 0.0], channels=16, batch_size=96,
+                  weight_mode="path", behaviour="uniform", controller_lr=5e-3, rl_interval_steps=5,
+                  samples_per_update=10, size_target=[1.0, 1.0, 1.0], size_exponent=[0.0, 0.0, 0.0],
+                  eval_layers=5, eval_channels=16),
+}
+
+
+def _field_types() -> dict[str, Any]:
+    return {f.name: f for f in fields(SearchSettings)}
+
+
+def _coerce(name: str, value: Any, current: Any) -> Any:
+    """Turn CLI/YAML/NNI values into the field's type; scalars broadcast over stage lists."""
+    if name in STAGE_LISTS:
+        if isinstance(value, str):
+            value = [v for v in value.replace(" ", "").split(",") if v]
+        if not isinstance(value, (list, tuple)):
+            value = [value]
+        item_type = float if name not in ("layers", "ops_kept", "epochs", "warmup_epochs") else int
+        try:
+            items = [item_type(float(v)) if item_type is int and float(v).is_integer() else item_type(v)
+                     for v in value]
+        except (TypeError, ValueError):
+            raise UserError(f"{name}: expected numbers, got {value!r}") from None
+        if item_type is int and any(isinstance(v, float) and not float(v).is_integer() for v in value):
+            raise UserError(f"{name}: expected whole numbers, got {value!r}")
+        return items
+    if isinstance(current, bool):
+        if isinstance(value, str):
+            if value.lower() in ("1", "true", "yes", "on"):
+                return True
+            if value.lower() in ("0", "false", "no", "off"):
+                return False
+            raise UserError(f"{name}: expected true/false, got {value!r}")
+        return bool(value)
+    if isinstance(current, int) or name in ("max_steps_per_epoch",):
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "")):
+            return None if name == "max_steps_per_epoch" else current
+        try:
+            as_float = float(value)
+        except (TypeError, ValueError):
+            raise UserError(f"{name}: expected an integer, got {value!r}") from None
+        if not as_float.is_integer():
+            raise UserError(f"{name}: expected an integer, got {value!r}")
+        return int(as_float)
+    if isinstance(current, float):
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise UserError(f"{name}: expected a number, got {value!r}") from None
+    if value is not None and not isinstance(value, str):
+        return str(value)
+    return value
+
+
+def apply_overrides(settings: SearchSettings, overrides: Mapping[str, Any], source: str) -> SearchSettings:
+    known = _field_types()
+    for name, value in overrides.items():
+        key = name.replace("-", "_")
+        if key not in known:
+            raise UserError(f"{source}: unknown setting {name!r}; allowed: {', '.join(sorted(known))}")
+        setattr(settings, key, _coerce(key, value, getattr(settings, key)))
+    return settings
+
+
+def _broadcast_stage_lists(settings: SearchSettings) -> None:
+    n = settings.stages
+    for name in STAGE_LISTS:
+        value = getattr(settings, name)
+        if len(value) == 1 and n > 1:
+            setattr(settings, name, value * n)
+
+
+def load_settings(preset: str = "demo", overrides: Mapping[str, Any] | None = None,
+                  config_file: str | Path | None = None) -> SearchSettings:
+    """Preset, then the YAML/JSON config file, then overrides (CLI flags or NNI parameters); then validate."""
+    if preset not in SEARCH_PRESETS:
+        raise UserError(f"unknown preset {preset!r}; allowed: {', '.join(SEARCH_PRESETS)}")
+    settings = apply_overrides(SearchSettings(), SEARCH_PRESETS[preset], f"preset {preset}")
+    if config_file is not None:
+        path = Path(config_file)
+        if not path.exists():
+            raise UserError(f"config file not found: {path}")
+        try:
+            data = yaml.safe_load(path.read_text()) if path.suffix in (".yml", ".yaml") else json.loads(path.read_text())
+        except (yaml.YAMLError, json.JSONDecodeError) as exc:
+            raise UserError(f"{path}: cannot parse ({str(exc).splitlines()[0]})") from None
+        if not isinstance(data, dict):
+            raise UserError(f"{path}: expected a mapping of setting: value")
+        data = dict(data)
+        if "preset" in data:
+            base = data.pop("preset")
+            if base != preset:
+                return load_settings(base, {**data, **(overrides or {})})
+        apply_overrides(settings, data, str(path))
+    if overrides:
+        apply_overrides(settings, overrides, "overrides")
+    _broadcast_stage_lists(settings)
+    return settings.validate()

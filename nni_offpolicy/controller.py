@@ -9,6 +9,7 @@ All decisions live in one padded [D, K] tensor so sampling and the update are a 
 """
 from __future__ import annotations
 
+import copy
 import math
 from collections import deque
 from dataclasses import dataclass
@@ -166,8 +167,8 @@ class OffPolicyController(nn.Module):
             for a, lm, r in zip(samples.actions, samples.log_mu, rewards):
                 self.replay.append((a.clone(), lm.clone(), r.clone()))
         self.updates += 1
-        stats.update({"controller/baseline": self.baseline, "controller/entropy": float(entropy),
-                      "controller/loss": float(loss)})
+        stats.update({"controller/baseline": self.baseline, "controller/entropy": float(entropy.detach()),
+                      "controller/loss": float(loss.detach())})
         return stats
 
     def entropy(self) -> torch.Tensor:
@@ -193,7 +194,7 @@ class OffPolicyController(nn.Module):
         return out
 
     def state(self) -> dict[str, Any]:
-        return {"alpha": self.alpha.detach().clone(), "optimizer": self.optimizer.state_dict(),
+        return {"alpha": self.alpha.detach().clone(), "optimizer": copy.deepcopy(self.optimizer.state_dict()),
                 "baseline": self.baseline, "replay": list(self.replay), "generator": self.generator.get_state(),
                 "updates": self.updates}
 

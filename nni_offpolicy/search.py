@@ -421,6 +421,8 @@ def run_search(settings: SearchSettings, output_dir: str | Path, resume: bool = 
             if set(changed) - {"progress", "device"}:
                 raise UserError(f"--resume: settings differ from the checkpoint's in {changed}")
     device = resolve_device(settings.device)
+    if settings.threads > 0:
+        torch.set_num_threads(settings.threads)
     data = load_dataset(settings.dataset, "train", data_dir=settings.data_dir, download=settings.download)
     train_set, valid_set = search_split(data, settings.train_portion, settings.split_seed)
     if not resume:

@@ -77,6 +77,7 @@ class SearchSettings:
     # --- run
     seed: int = 0
     device: str = "auto"
+    threads: int = 0  # CPU threads for torch; 0 leaves torch's default (tiny demo nets run fastest on 1)
     progress: bool = True
 
     @property
@@ -161,11 +162,11 @@ def _small_stages(**kw: Any) -> dict[str, Any]:
 
 SEARCH_PRESETS: dict[str, dict[str, Any]] = {
     # The README's main job: embedded digits, small stages, a couple of minutes on 2 CPU cores.
-    "demo": dict(space="pdarts", dataset="digits", layers=[3, 4, 5], ops_kept=[4, 2, 1], epochs=[3, 3, 3],
+    "demo": dict(space="pdarts", dataset="digits", layers=[3, 4, 5], ops_kept=[4, 2, 1], epochs=[4, 4, 4],
                  warmup_epochs=[1, 1, 1], skip_dropout=[0.0, 0.2, 0.4], channels=8, batch_size=64,
-                 weight_mode="path", behaviour="uniform", controller_lr=0.05, rl_interval_steps=2,
+                 weight_mode="mixed", behaviour="uniform", controller_lr=0.05, rl_interval_steps=2,
                  samples_per_update=8, size_target=[0.3, 0.3, 0.3], size_exponent=[-0.1, -0.1, -0.1],
-                 eval_layers=8, eval_channels=16, train_portion=0.5),
+                 eval_layers=8, eval_channels=16, train_portion=0.5, lr=0.1, threads=1),
     # P-DARTS' CIFAR-10 protocol with the lab log's controller: off-policy uniform sampling, lr 5e-3, size term
     # with per-stage targets 6.4/5.4/4.4 M and exponents -0.45/-0.25/-0.2, skip dropout 0.3/0.6/0.8.
     "pdarts": dict(space="pdarts", dataset="cifar10", layers=[5, 11, 17], ops_kept=[5, 3, 1], epochs=[25, 25, 25],

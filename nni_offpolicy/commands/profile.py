@@ -1,0 +1,93 @@
+"""``nni-offpolicy profile GENOTYPE``: parameters and FLOPs of the evaluation network an architecture becomes."""
+from __future__ import annotations
+
+import argparse
+import json
+
+import torch
+
+from search_spaces.genotypes import PUBLISHED, load_architecture
+
+from ..errors import UserError
+from ..profiling import DEFAULTS, genotype_cost
+
+GENOTYPE_HELP = (f"a built-in name ({', '.join(sorted(PUBLISHED))}), a JSON file (a genotype, a search's "
+                 "genotype.json or an exported list; see --index), a 'Genotype(...)' string, or a NAS-Bench-201 "
+                 "arch string '|op~0|+|op~0|op~1|+...'")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def load_spec(spec: str, index: int | None) -> tuple[str, object]:
+    """``load_architecture`` with file-system errors (a folder, no permission) as one-line user errors."""
+    if spec in PUBLISHED and index not in (None, 0):
+        raise UserError(f"{spec} is one built-in genotype, so --index {index} is past the end")
+    try:
+        return load_architecture(spec, index)
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read genotype file {spec}: {exc}") from None
+
+
+def display_name(spec: str) -> str:
+    """The spec as given, shortened when it is a long inline ``Genotype(...)``."""
+    spec = " ".join(spec.split())
+    return spec if len(spec) <= 60 or not spec.startswith("Genotype(") else spec[:57] + "..."
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "profile", help="parameters and FLOPs of the network a genotype becomes",
+        description="Parameters (without the auxiliary head) and FLOPs (thop MACs, one image, eval mode) of the "
+                    "evaluation network: NetworkCIFAR for DARTS-family genotypes (default 20 cells, 36 channels), "
+                    "the NAS-Bench-201 network for arch strings (default 5 cells per stack, 16 channels).")
+    parser.add_argument("genotype", metavar="GENOTYPE", help=GENOTYPE_HELP)
+    parser.add_argument("--index", type=int, default=None, help="which architecture of an exported list (default 0)")
+    parser.add_argument("--layers", type=positive_int, default=None,
+                        help="cells (DARTS, default 20) or cells per stack (NAS-Bench-201, default 5)")
+    parser.add_argument("--channels", type=positive_int, default=None,
+                        help="initial channels (DARTS default 36, NAS-Bench-201 default 16)")
+    parser.add_argument("--num-classes", type=positive_int, default=10)
+    parser.add_argument("--in-channels", type=positive_int, default=3)
+    parser.add_argument("--input-size", type=positive_int, default=32, help="input height and width")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a sentence")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    family, arch = load_spec(args.genotype, args.index)
+    layers = DEFAULTS[family]["layers"] if args.layers is None else args.layers
+    channels = DEFAULTS[family]["channels"] if args.channels is None else args.channels
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one batch-1 forward: a thread pool only adds overhead, a lot on a busy machine
+    try:
+        params, flops = genotype_cost(arch, family, layers=layers, channels=channels, num_classes=args.num_classes,
+                                      in_channels=args.in_channels, input_size=args.input_size)
+    except RuntimeError as exc:  # e.g. an input too small for the network's pooling
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"cannot profile {display_name(args.genotype)} at {args.input_size}x{args.input_size} "
+                        f"input: {first}") from None
+    finally:
+        torch.set_num_threads(threads)
+    if args.json:
+        print(json.dumps({
+            "genotype": args.genotype, "family": family,
+            "params": params, "params_m": round(params / 1e6, 3),
+            "flops": flops, "flops_m": round(flops / 1e6, 1),
+            "layers": layers, "channels": channels, "input_size": args.input_size,
+            "num_classes": args.num_classes, "in_channels": args.in_channels,
+        }))
+        return 0
+    cells = f"{layers} cells" if family == "darts" else f"{layers} cells per stack"
+    aux = " (without auxiliary head)" if family == "darts" else ""
+    print(f"{display_name(args.genotype)}: {params / 1e6:.2f} M params{aux}, "
+          f"{flops / 1e6:.1f} M FLOPs (MACs) at {cells}, {channels} channels, "
+          f"{args.input_size}x{args.input_size} input")
+    return 0

@@ -1,0 +1,224 @@
+"""Parameters/FLOPs: the per-edge cost table must agree exactly with profiling the whole network."""
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+import torch
+
+import nni_offpolicy.profiling as profiling
+from nni_offpolicy.cli import main
+from nni_offpolicy.profiling import EvalCostModel, count_params, genotype_cost, profile_model
+from search_spaces import DARTS_OPS, NB201_OPS, PUBLISHED, Genotype, GenotypeError, NetworkCIFAR, build_op
+from search_spaces.genotypes import sample_to_nb201
+
+SMALL = dict(layers=8, channels=16)
+
+
+def random_genotype(rng: random.Random, nodes: int = 4) -> Genotype:
+    fields = {}
+    for kind in ("normal", "reduce"):
+        pairs = []
+        for j in range(2, nodes + 2):
+            for i in sorted(rng.sample(range(j), 2)):
+                pairs.append((rng.choice(DARTS_OPS), i))
+        fields[kind] = pairs
+        fields[f"{kind}_concat"] = list(range(2, nodes + 2))
+    return Genotype(**fields)
+
+
+def random_nb201(rng: random.Random) -> dict[str, str]:
+    return {f"cell/op_{j}_{i}": rng.choice(NB201_OPS) for j in range(1, 4) for i in range(j)}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Batch-1 forwards of small networks: one thread is faster, and much faster on a busy 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def darts_small() -> EvalCostModel:
+    return EvalCostModel("darts", **SMALL)
+
+
+# ---------------------------------------------------------------- profile_model
+
+def test_profile_model_leaves_the_model_as_it_was():
+    model = NetworkCIFAR(PUBLISHED["pdarts"], layers=5, channels=8)
+    keys = set(model.state_dict())
+    model.train()
+    params, flops = profile_model(model, (1, 3, 16, 16))
+    assert model.training
+    assert set(model.state_dict()) == keys
+    assert not [k for k in model.state_dict() if "total_ops" in k or "total_params" in k]
+    assert all(not m._forward_hooks for m in model.modules())
+    assert params == count_params(model) > 0 and flops > 0
+    model.eval()
+    assert profile_model(model, (1, 3, 16, 16)) == (params, flops)  # profiling twice gives the same numbers
+    assert not model.training
+
+
+def test_params_leave_out_the_auxiliary_head():
+    with_aux = NetworkCIFAR(PUBLISHED["darts_v2"], layers=8, channels=16, auxiliary=True)
+    without = NetworkCIFAR(PUBLISHED["darts_v2"], layers=8, channels=16, auxiliary=False)
+    all_params = sum(p.numel() for p in with_aux.parameters())
+    assert count_params(with_aux) == count_params(without) < all_params
+    assert profile_model(with_aux, (1, 3, 32, 32)) == profile_model(without, (1, 3, 32, 32))
+
+
+def test_our_ops_are_priced_by_their_modules():
+    c, h = 16, 8
+    bn = 4 * c * h * h  # thop: 2 per element, twice for an affine BN
+    # Sequential subclasses and FactorizedReduce are unknown to thop: their children must still be counted.
+    assert profile_model(build_op("conv_3x3", c, 1), (1, c, h, h))[1] == c * c * 9 * h * h + bn
+    dil = c * 9 * h * h + c * c * h * h + bn
+    assert profile_model(build_op("sep_conv_3x3", c, 1), (1, c, h, h))[1] == 2 * dil
+    half = h // 2
+    reduce_flops = 2 * (c // 2) * c * half * half + 4 * c * half * half
+    assert profile_model(build_op("skip_connect", c, 2), (1, c, h, h)) == (c * c + 2 * c, reduce_flops)
+    assert profile_model(build_op("avg_pool_3x3", c, 1), (1, c, h, h))[1] == c * h * h
+    for op in ("none", "skip_connect", "max_pool_3x3"):  # no multiply-accumulates, correctly
+        assert profile_model(build_op(op, c, 1), (1, c, h, h)) == (0, 0)
+    for op in ("dil_conv_3x3", "dil_conv_5x5", "sep_conv_5x5", "conv_1x1", "conv_3x1_1x3", "nor_conv_3x3"):
+        params, flops = profile_model(build_op(op, c, 2), (1, c, h, h))
+        assert params > 0 and flops > 0, op
+
+
+# ---------------------------------------------------------------- EvalCostModel == full profile
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED))
+def test_cost_model_is_exact_for_published_genotypes(darts_small, name):
+    assert darts_small.cost(PUBLISHED[name]) == genotype_cost(PUBLISHED[name], "darts", **SMALL)
+
+
+def test_cost_model_is_exact_for_random_genotypes(darts_small):
+    rng = random.Random(7)
+    genotypes = [random_genotype(rng) for _ in range(5)]
+    costs = [darts_small.cost(g) for g in genotypes]
+    assert costs == [genotype_cost(g, "darts", **SMALL) for g in genotypes]
+    assert len(set(costs)) > 1
+
+
+def test_cost_model_handles_other_concats_and_node_counts(darts_small):
+    rng = random.Random(3)
+    five = random_genotype(rng, nodes=5)
+    partial = PUBLISHED["pdarts"]._replace(normal_concat=[3, 4, 5])
+    for g in (five, partial):
+        assert darts_small.cost(g) == genotype_cost(g, "darts", **SMALL)
+
+
+def test_cost_model_at_full_size_matches_published_pdarts():
+    model = EvalCostModel("darts")
+    params, flops = model.cost(PUBLISHED["pdarts"])
+    assert (params, flops) == genotype_cost(PUBLISHED["pdarts"], "darts", layers=20, channels=36)
+    assert abs(params / 1e6 - 3.4) <= 0.1
+
+
+def test_cost_model_is_exact_for_nb201():
+    rng = random.Random(11)
+    model = EvalCostModel("nb201", layers=2)
+    samples = [random_nb201(rng) for _ in range(5)]
+    assert [model.cost(s) for s in samples] == [genotype_cost(s, "nb201", layers=2) for s in samples]
+    # an arch string prices the same as its sample dict
+    assert model.cost(sample_to_nb201(samples[0])) == model.cost(samples[0])
+
+
+def test_cost_model_caches_and_validates(darts_small):
+    first = darts_small.cost(PUBLISHED["pdarts"])
+    assert darts_small.cost(PUBLISHED["pdarts"]) is first
+    bad = PUBLISHED["pdarts"]._replace(normal=[("sep_conv_9x9", 0)] + PUBLISHED["pdarts"].normal[1:])
+    with pytest.raises(GenotypeError, match="sep_conv_9x9"):
+        darts_small.cost(bad)
+    with pytest.raises(GenotypeError, match="cell/op_3_2"):
+        EvalCostModel("nb201", layers=1).cost({"cell/op_1_0": "none"})
+
+
+def test_more_parameters_cost_more(darts_small):
+    plain = Genotype(normal=[("skip_connect", 0), ("skip_connect", 1)] * 4, normal_concat=[2, 3, 4, 5],
+                     reduce=[("max_pool_3x3", 0), ("max_pool_3x3", 1)] * 4, reduce_concat=[2, 3, 4, 5])
+    heavy = plain._replace(normal=[("sep_conv_5x5", 0), ("sep_conv_5x5", 1)] * 4)
+    p0, f0 = darts_small.cost(plain)
+    p1, f1 = darts_small.cost(heavy)
+    assert p1 > p0 and f1 > f0
+
+
+# ---------------------------------------------------------------- CLI
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(["profile", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("name, expected", [("pdarts", 3.4), ("darts_v2", 3.3)])
+def test_profile_matches_published_parameter_counts(capsys, name, expected):
+    code, out, err = run_cli(capsys, name, "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert abs(result["params_m"] - expected) <= 0.1
+    assert result["family"] == "darts" and result["layers"] == 20 and result["channels"] == 36
+    assert result["genotype"] == name and result["flops"] > 4e8 and result["params"] > 3e6
+
+
+def test_profile_human_line(capsys):
+    code, out, _ = run_cli(capsys, "darts_v1", "--layers", "8", "--channels", "16")
+    assert code == 0
+    params, flops = genotype_cost(PUBLISHED["darts_v1"], "darts", layers=8, channels=16)
+    assert out.strip() == (f"darts_v1: {params / 1e6:.2f} M params (without auxiliary head), "
+                           f"{flops / 1e6:.1f} M FLOPs (MACs) at 8 cells, 16 channels, 32x32 input")
+
+
+def test_profile_nb201_arch_string_uses_nb201_defaults(capsys):
+    arch = "|nor_conv_3x3~0|+|nor_conv_3x3~0|none~1|+|skip_connect~0|nor_conv_1x1~1|avg_pool_3x3~2|"
+    code, out, err = run_cli(capsys, arch, "--json", "--layers", "1")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["family"] == "nb201" and result["channels"] == 16 and result["layers"] == 1
+    assert (result["params"], result["flops"]) == genotype_cost(arch, "nb201", layers=1, channels=16)
+
+
+def test_profile_unknown_name_is_one_line_and_exit_2(capsys):
+    code, out, err = run_cli(capsys, "nopdarts")
+    assert code == 2 and not out
+    assert len(err.strip().splitlines()) == 1
+    assert "nopdarts" in err and "pdarts" in err.replace("'nopdarts'", "") and "Traceback" not in err
+
+
+def test_profile_malformed_json_names_the_field(capsys, tmp_path):
+    missing = tmp_path / "missing.json"
+    missing.write_text(json.dumps({"normal": [["sep_conv_3x3", 0]] * 8, "normal_concat": [2, 3, 4, 5],
+                                   "reduce": [["max_pool_3x3", 0]] * 8}))
+    code, _, err = run_cli(capsys, str(missing))
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "reduce_concat" in err
+
+    bad_index = tmp_path / "bad_index.json"
+    pairs = [["sep_conv_3x3", 0], ["sep_conv_3x3", 1]] * 4
+    pairs[5] = ["sep_conv_3x3", 7]
+    bad_index.write_text(json.dumps({"normal": pairs, "normal_concat": [2, 3, 4, 5],
+                                     "reduce": [["max_pool_3x3", 0]] * 8, "reduce_concat": [2, 3, 4, 5]}))
+    code, _, err = run_cli(capsys, str(bad_index))
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "normal[5]" in err
+
+
+def test_profile_index_past_the_end_of_a_built_in(capsys):
+    code, _, err = run_cli(capsys, "pdarts", "--index", "2")
+    assert code == 2 and "--index 2" in err
+
+
+def test_warm_up_fills_the_table_so_pricing_needs_no_profiling(monkeypatch):
+    model = EvalCostModel("darts", layers=5, channels=8).warm_up()
+    entries = len(model._edges)
+    assert entries == 8 * 5  # 8 ops x (3 normal sizes + 2 stride-2 reduction inputs)
+    rng = random.Random(5)
+    genotype = random_genotype(rng)
+    expected = genotype_cost(genotype, "darts", layers=5, channels=8)
+    monkeypatch.setattr(profiling, "profile_model", lambda *a, **k: pytest.fail("profiled after warm_up"))
+    assert model.cost(genotype) == expected
+    assert len(model._edges) == entries
+    with pytest.raises(ValueError, match="sep_conv_9x9"):
+        EvalCostModel("nb201", layers=1).warm_up(["sep_conv_9x9"])

@@ -1,2 +1,10 @@
 """nni-offpolicy: P-DARTS progressive shrinking with an off-policy REINFORCE controller, inside NNI 3.0."""
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # ProgressiveOffPolicy pulls in NNI's one-shot machinery; import it only when asked for.
+    if name in ("ProgressiveOffPolicy", "SearchData"):
+        from . import strategy
+        return getattr(strategy, name)
+    raise AttributeError(name)

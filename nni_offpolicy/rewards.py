@@ -9,6 +9,8 @@ from __future__ import annotations
 import importlib
 from typing import Any, Callable
 
+import torch
+
 from .errors import UserError
 from .profiling import EvalCostModel
 from .settings import SearchSettings
@@ -38,8 +40,14 @@ class RewardModel:
         self.custom = custom_metric or (load_metric(settings.metric) if settings.metric else None)
         self._custom_cache: dict[str, float] = {}
 
+    def price(self, arch: Any) -> tuple[int, int]:
+        # Pricing builds modules lazily and module init draws from the global RNG; fork it so that how much
+        # was cached (which a resumed process does not have) never changes the training's random stream.
+        with torch.random.fork_rng(devices=[]):
+            return self.cost.cost(arch)
+
     def metrics(self, arch: Any, key: str) -> dict[str, float]:
-        params, flops = self.cost.cost(arch)
+        params, flops = self.price(arch)
         out = {"params_m": params / 1e6, "flops_m": flops / 1e6}
         if self.custom is not None:
             if key not in self._custom_cache:

@@ -136,8 +136,10 @@ class Tracker:
 
 class ProgressiveSearch:
     def __init__(self, settings: SearchSettings, output_dir: Path, train_set: ImageSet, valid_set: ImageSet,
-                 device: torch.device, on_epoch: EpochCallback | None = None, progress: bool = True):
+                 device: torch.device, on_epoch: EpochCallback | None = None, progress: bool = True,
+                 initial_ops: dict | None = None):
         self.settings, self.dir, self.device = settings, output_dir, device
+        self.initial_ops = initial_ops
         self.family = space_preset(settings.space).family
         self.num_classes, self.in_channels = train_set.num_classes, train_set.in_channels
         self.input_size = train_set.input_size
@@ -168,7 +170,7 @@ class ProgressiveSearch:
     # ------------------------------------------------------------------ the loop
     def run(self, resume_state: dict[str, Any] | None) -> dict[str, Any]:
         s = self.settings
-        stage, epoch, edge_ops = 0, 0, initial_edge_ops(s.space, s.nodes)
+        stage, epoch, edge_ops = 0, 0, self.initial_ops or initial_edge_ops(s.space, s.nodes)
         stage_state = None
         if resume_state is not None:
             stage, epoch, edge_ops = resume_state["stage"], resume_state["next_epoch"], resume_state["edge_ops"]
@@ -252,7 +254,7 @@ class ProgressiveSearch:
             seen += y.shape[0]
             self.global_step += 1
             if controlling and (step + 1) % s.rl_interval_steps == 0:
-                stats = self.controller_step(run)
+                stats = self.controller_step(run, epoch, step)
                 epoch_rewards.extend(stats.pop("_rewards"))
                 logger.scalars(stats, self.global_step, prefix=f"stage{stage + 1}/")
                 if weights is not None:
@@ -275,7 +277,7 @@ class ProgressiveSearch:
                   f"train {record['train_acc']:.1f}% valid {record['valid_acc']:.1f}% "
                   f"greedy reward {record['greedy_reward']:.4f} ({record['seconds']:.1f}s)", file=sys.stderr)
 
-    def controller_step(self, run: StageRun) -> dict[str, Any]:
+    def controller_step(self, run: StageRun, epoch: int, step: int) -> dict[str, Any]:
         s, controller, supernet = self.settings, run.controller, run.supernet
         x, y = self.valid_batches[self.reward_updates % len(self.valid_batches)]
         self.reward_updates += 1
@@ -293,7 +295,8 @@ class ProgressiveSearch:
                    for d, k in zip(sample_dicts, keys)]
         rewards = [self.rewards.reward(a, m, run.stage) for a, m in zip(accuracies, metrics)]
         if not all(math.isfinite(r) for r in rewards):
-            raise SearchDiverged(f"a reward is not finite at stage {run.stage + 1} (update {self.reward_updates}); "
+            raise SearchDiverged(f"a reward is not finite at stage {run.stage + 1}, epoch {epoch + 1}, step {step + 1} "
+                                 f"(rewards {rewards}); "
                                  f"the checkpoint of the last finished epoch in {self.dir} is intact")
         stats = controller.update(samples, torch.tensor(rewards))
         self.tracker.updates += 1
@@ -380,7 +383,7 @@ class ProgressiveSearch:
         arch = sample_to_arch(self.family, derived, s.nodes)
         key = arch_key(self.family, derived, s.nodes)
         metrics = self.rewards.metrics(arch, key)
-        params, flops = self.rewards.cost.cost(arch)
+        params, flops = self.rewards.price(arch)
         doc: dict[str, Any] = {
             "family": self.family, "space": s.space,
             "genotype": architecture_to_json(self.family, arch), "sample": derived,
@@ -407,9 +410,18 @@ class ProgressiveSearch:
 
 
 def run_search(settings: SearchSettings, output_dir: str | Path, resume: bool = False,
-               on_epoch: EpochCallback | None = None, progress: bool | None = None) -> dict[str, Any]:
-    """Run (or resume) a whole progressive search; write and return genotype.json's document."""
+               on_epoch: EpochCallback | None = None, progress: bool | None = None,
+               initial_ops: dict | None = None) -> dict[str, Any]:
+    """Run (or resume) a whole progressive search; write and return genotype.json's document.
+
+    ``initial_ops`` replaces the space preset's per-edge op lists (a user's own space, via the NNI strategy).
+    """
     settings.validate()
+    if initial_ops is not None:
+        available = min(len(ops) for kind in initial_ops.values() for ops in kind.values())
+        if settings.ops_kept[0] > available:
+            raise UserError(f"ops_kept: stage 1 keeps {settings.ops_kept[0]} ops per edge but the space's edges "
+                            f"have {available}")
     out = Path(output_dir)
     resume_state = None
     if resume:
@@ -432,7 +444,7 @@ def run_search(settings: SearchSettings, output_dir: str | Path, resume: bool = 
         ckpt.seed_everything(settings.seed)
     out.mkdir(parents=True, exist_ok=True)
     search = ProgressiveSearch(settings, out, train_set, valid_set, device, on_epoch,
-                               settings.progress if progress is None else progress)
+                               settings.progress if progress is None else progress, initial_ops)
     doc = search.run(resume_state)
     ckpt.atomic_write_text(json.dumps(doc, indent=2) + "\n", out / "genotype.json")
     return doc

@@ -16,7 +16,8 @@ COMMANDS = ["search", "profile", "retrain", "export", "plot", "trial", "bench", 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nni-offpolicy", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="nni-offpolicy", description="P-DARTS progressive shrinking with an "
+                                     "off-policy REINFORCE controller, as an NNI 3.0 NAS strategy.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         try:

@@ -335,8 +335,8 @@ class ProgressiveSearch:
                      rewards: list[float], seconds: float) -> dict[str, Any]:
         s = self.settings
         greedy = self.greedy_sample(run)
-        greedy_acc = self.evaluate(run, greedy, batches=20)
-        valid_acc = self.evaluate(run, None, batches=20) if s.weight_mode == "mixed" else greedy_acc
+        greedy_acc = self.evaluate(run, greedy, batches=10)
+        valid_acc = self.evaluate(run, None, batches=10) if s.weight_mode == "mixed" else greedy_acc
         metrics = self.rewards.metrics(sample_to_arch(self.family, greedy, s.nodes), arch_key(self.family, greedy, s.nodes))
         record = {
             "stage": run.stage + 1, "epoch": epoch + 1, "global_epoch": global_epoch + 1,

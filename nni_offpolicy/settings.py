@@ -162,7 +162,7 @@ def _small_stages(**kw: Any) -> dict[str, Any]:
 
 SEARCH_PRESETS: dict[str, dict[str, Any]] = {
     # The README's main job: embedded digits, small stages, a couple of minutes on 2 CPU cores.
-    "demo": dict(space="pdarts", dataset="digits", layers=[3, 4, 5], ops_kept=[4, 2, 1], epochs=[4, 4, 4],
+    "demo": dict(space="pdarts", dataset="digits", layers=[3, 4, 5], ops_kept=[3, 2, 1], epochs=[3, 4, 4],
                  warmup_epochs=[1, 1, 1], skip_dropout=[0.0, 0.2, 0.4], channels=8, batch_size=64,
                  weight_mode="mixed", behaviour="uniform", controller_lr=0.05, rl_interval_steps=2,
                  samples_per_update=8, size_target=[0.3, 0.3, 0.3], size_exponent=[-0.1, -0.1, -0.1],

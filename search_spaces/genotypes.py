@@ -202,7 +202,7 @@ def sample_to_genotype(sample: Mapping[str, Any], nodes: int = 4) -> Genotype:
             key = f"{kind}/input_{j}"
             if key not in sample:
                 raise GenotypeError(f"sample is missing {key!r}")
-            inputs = sorted(int(i) for i in sample[key])
+            inputs = [int(i) for i in sample[key]]  # the order of a node's pair is kept, as DARTS prints it
             for i in inputs:
                 pairs.append((sample[f"{kind}/op_{j}_{i}"], i))
         fields[kind] = pairs
@@ -222,7 +222,7 @@ def genotype_to_sample(genotype: Genotype, edge_ops: Mapping[str, Mapping[str, S
             for i in range(j):
                 sample[f"{kind}/op_{j}_{i}"] = edge_ops[kind][f"{j}_{i}"][0] if edge_ops else "none"
             chosen = pairs[2 * (j - 2): 2 * (j - 2) + 2]
-            sample[f"{kind}/input_{j}"] = sorted(i for _, i in chosen)
+            sample[f"{kind}/input_{j}"] = [i for _, i in chosen]
             for op, i in chosen:
                 sample[f"{kind}/op_{j}_{i}"] = op
     return sample

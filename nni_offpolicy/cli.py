@@ -15,11 +15,12 @@ from .errors import UserError
 COMMANDS = ["search", "profile", "retrain", "export", "plot", "trial", "bench", "ablate"]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """All commands for ``--help``; just ``only`` when it is known, so ``export`` does not pay for torch."""
     parser = argparse.ArgumentParser(prog="nni-offpolicy", description="P-DARTS progressive shrinking with an "
                                      "off-policy REINFORCE controller, as an NNI 3.0 NAS strategy.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMANDS:
+    for name in ([only] if only else COMMANDS):
         try:
             module = importlib.import_module(f"nni_offpolicy.commands.{name}")
         except ModuleNotFoundError as exc:
@@ -32,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=".*is found to be not a nn.Module.*")
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv[0] if argv and argv[0] in COMMANDS else None)
     args = parser.parse_args(argv)
     try:
         result = args.func(args)

@@ -8,7 +8,7 @@ from torch import nn
 
 from .darts_cell import reduction_layers
 from .genotypes import Genotype, validate_genotype
-from .nb201 import NB201_NODES, NB201Network
+from .nb201 import NB201Cell, NB201Network
 from .ops import FactorizedReduce, Identity, ReLUConvBN, build_op
 
 
@@ -112,19 +112,12 @@ class NetworkCIFAR(nn.Module):
         return self.classifier(self.global_pooling(s1).flatten(1)), aux
 
 
-class FixedNB201Cell(nn.Module):
-    def __init__(self, ops: Mapping[str, str], channels: int):
-        super().__init__()
-        self.edges = nn.ModuleDict({key.split("op_")[-1]: build_op(op, channels, 1) for key, op in ops.items()})
+class FixedNB201Cell(NB201Cell):
+    """The NB201 cell with one op per edge (same wiring and forward as the search cell)."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        states = [x]
-        for j in range(1, NB201_NODES):
-            out = self.edges[f"{j}_0"](states[0])
-            for i in range(1, j):
-                out = out + self.edges[f"{j}_{i}"](states[i])
-            states.append(out)
-        return states[-1]
+    def __init__(self, ops: Mapping[str, str], channels: int):
+        nn.Module.__init__(self)
+        self.edges = nn.ModuleDict({key.split("op_")[-1]: build_op(op, channels, 1) for key, op in ops.items()})
 
 
 class NB201EvalNetwork(nn.Module):

@@ -8,12 +8,15 @@ from __future__ import annotations
 from itertools import combinations
 from typing import Any, Mapping
 
+import torch
+
 from search_spaces.genotypes import Genotype, sample_to_genotype, sample_to_nb201
 from search_spaces.presets import EdgeOpLists
 
 from .controller import Decision
 
 Probabilities = Mapping[str, Mapping[str, float]]  # label -> option -> probability (inputs as "i+j")
+INPUT_RULES = ("pair", "edge_strength")
 
 
 def build_decisions(family: str, edge_ops: EdgeOpLists) -> list[Decision]:
@@ -29,9 +32,25 @@ def build_decisions(family: str, edge_ops: EdgeOpLists) -> list[Decision]:
     return decisions
 
 
-def shrink(edge_ops: EdgeOpLists, probs: Probabilities, keep: int) -> EdgeOpLists:
+def random_scores(probs: Probabilities, generator: torch.Generator) -> dict[str, dict[str, float]]:
+    """The same labels and options with i.i.d. uniform scores in place of probabilities: ranking by them is a
+    uniformly random choice (RandomNAS), with no bias toward the first options of a list."""
+    sizes = [len(options) for options in probs.values()]
+    values = torch.rand(sum(sizes), generator=generator, dtype=torch.float64).tolist()
+    out, at = {}, 0
+    for (label, options), n in zip(probs.items(), sizes):
+        out[label] = dict(zip(options, values[at: at + n]))
+        at += n
+    return out
+
+
+def shrink(edge_ops: EdgeOpLists, probs: Probabilities, keep: int,
+           generator: torch.Generator | None = None) -> EdgeOpLists:
     """Each edge keeps its own top-``keep`` ops by pi, in their original order (P-DARTS' search-space
-    approximation; ties go to the earlier op)."""
+    approximation; ties go to the earlier op). With ``generator``: a uniformly random ``keep`` of each edge's ops
+    instead (the random baseline), drawn from that generator."""
+    if generator is not None:
+        probs = random_scores(probs, generator)
     result: EdgeOpLists = {}
     for kind, edges in edge_ops.items():
         result[kind] = {}
@@ -47,13 +66,22 @@ def _best_op(ops: list[str], p: Mapping[str, float], banned: set[str]) -> str | 
     return max(allowed, key=lambda o: (p[o], -ops.index(o))) if allowed else None
 
 
-def derive(family: str, edge_ops: EdgeOpLists, probs: Probabilities, max_skip_connect: int = 2) -> dict[str, Any]:
+def derive(family: str, edge_ops: EdgeOpLists, probs: Probabilities, max_skip_connect: int = 2,
+           generator: torch.Generator | None = None, inputs: str = "pair") -> dict[str, Any]:
     """The final architecture as an NNI sample dict.
 
     DARTS family (P-DARTS rules): per edge the best non-``none`` op; per node the most probable input pair whose
     edges both have such an op; then while the normal cell has more than ``max_skip_connect`` skip-connects,
     ban skip on the chosen skip edge where pi(skip) is lowest and derive again. NB201: per edge argmax op.
+
+    ``inputs="edge_strength"`` (DARTS, whose input pairs have no learned probabilities): per node the 2 incoming
+    edges with the highest best-non-``none`` op probability. ``generator``: the same rules over i.i.d. uniform
+    scores instead of ``probs``, i.e. a uniformly random architecture of these op lists (the random baseline).
     """
+    if inputs not in INPUT_RULES:
+        raise ValueError(f"unknown input rule {inputs!r}; allowed: {', '.join(INPUT_RULES)}")
+    if generator is not None:
+        probs = random_scores(probs, generator)
     if family == "nb201":
         return {f"cell/op_{key}": max(ops, key=lambda o: (probs[f"cell/op_{key}"][o], -ops.index(o)))
                 for key, ops in edge_ops["cell"].items()}
@@ -66,6 +94,11 @@ def derive(family: str, edge_ops: EdgeOpLists, probs: Probabilities, max_skip_co
             for key, ops in edges.items():
                 sample[f"{kind}/op_{key}"] = best[key] or ops[0]
             for j in sorted({int(k.split("_")[0]) for k in edges}):
+                if inputs == "edge_strength":
+                    strength = {i: probs[f"{kind}/op_{j}_{i}"][best[f"{j}_{i}"]] if best[f"{j}_{i}"] else -1.0
+                                for i in range(j)}
+                    sample[f"{kind}/input_{j}"] = sorted(sorted(range(j), key=lambda i: (-strength[i], i))[:2])
+                    continue
                 pair_probs = probs[f"{kind}/input_{j}"]
                 pairs = [tuple(int(t) for t in name.split("+")) for name in pair_probs]
                 usable = [pr for pr in pairs if best[f"{j}_{pr[0]}"] and best[f"{j}_{pr[1]}"]] or pairs

@@ -17,6 +17,7 @@ from search_spaces.presets import SPACE_PRESETS, initial_edge_ops, space_preset
 from .errors import UserError
 
 BEHAVIOURS = ("uniform", "egreedy", "multinomial", "on-policy")
+CONTROLLERS = ("reinforce", "darts", "random")  # how alpha learns: REINFORCE, DARTS gradient, not at all
 WEIGHT_MODES = ("mixed", "path")
 IMPORTANCE = ("per-decision", "trajectory")
 STAGE_LISTS = ("layers", "ops_kept", "epochs", "warmup_epochs", "skip_dropout", "size_target", "size_exponent",
@@ -51,6 +52,7 @@ class SearchSettings:
     grad_clip: float = 5.0
     max_steps_per_epoch: int | None = None
     # --- controller (off-policy REINFORCE)
+    controller: str = "reinforce"  # reinforce | darts (first-order gradient on alpha) | random (RandomNAS)
     behaviour: str = "uniform"
     epsilon: float = 0.0
     temperature: float = 1.0
@@ -99,6 +101,8 @@ class SearchSettings:
             if len(value) != n:
                 raise UserError(f"{name}: has {len(value)} entries but layers has {n} stages; give one per stage "
                                 f"(or a single value for all)")
+        if self.controller not in CONTROLLERS:
+            raise UserError(f"unknown controller {self.controller!r}; allowed: {', '.join(CONTROLLERS)}")
         if self.behaviour not in BEHAVIOURS:
             raise UserError(f"unknown behaviour policy {self.behaviour!r}; allowed: {', '.join(BEHAVIOURS)}")
         if self.weight_mode not in WEIGHT_MODES:
@@ -162,11 +166,11 @@ def _small_stages(**kw: Any) -> dict[str, Any]:
 
 SEARCH_PRESETS: dict[str, dict[str, Any]] = {
     # The README's main job: embedded digits, small stages, a couple of minutes on 2 CPU cores.
-    "demo": dict(space="pdarts", dataset="digits", layers=[3, 4, 5], ops_kept=[3, 2, 1], epochs=[3, 4, 4],
-                 warmup_epochs=[1, 1, 1], skip_dropout=[0.0, 0.2, 0.4], channels=8, batch_size=64,
-                 weight_mode="mixed", behaviour="uniform", controller_lr=0.05, rl_interval_steps=2,
+    "demo": dict(space="pdarts", dataset="digits", layers=[3, 4, 5], ops_kept=[4, 2, 1], epochs=[8, 8, 8],
+                 warmup_epochs=[3, 3, 3], skip_dropout=[0.0, 0.2, 0.4], channels=8, batch_size=32,
+                 weight_mode="path", behaviour="uniform", controller_lr=0.05, rl_interval_steps=4,
                  samples_per_update=8, size_target=[0.3, 0.3, 0.3], size_exponent=[-0.1, -0.1, -0.1],
-                 eval_layers=8, eval_channels=16, train_portion=0.5, lr=0.1, threads=1),
+                 eval_layers=8, eval_channels=16, train_portion=0.5, lr=0.05, threads=1),
     # P-DARTS' CIFAR-10 protocol with the lab log's controller: off-policy uniform sampling, lr 5e-3, size term
     # with per-stage targets 6.4/5.4/4.4 M and exponents -0.45/-0.25/-0.2, skip dropout 0.3/0.6/0.8.
     "pdarts": dict(space="pdarts", dataset="cifar10", layers=[5, 11, 17], ops_kept=[5, 3, 1], epochs=[25, 25, 25],

@@ -1,0 +1,527 @@
+"""The ablation harness: one grid of searches over variants x seeds, then a table (CSV + markdown) and a plot.
+
+Every run uses the same preset, space, data, epochs and overrides; only the way the architecture parameters learn
+(and the seed) changes:
+
+- ``offpolicy-uniform`` / ``offpolicy-egreedy`` / ``on-policy``: the REINFORCE controller with behaviour policy
+  uniform, epsilon-greedy (``epsilon``) or pi itself;
+- ``random``: no learning (RandomNAS): random per-edge shrinking, a uniformly random genotype of the final
+  stage's ops, seeded by the run's seed; its uniform samples give the best-sampled architecture;
+- ``darts``: first-order DARTS on the same supernet and schedule (``search.darts_alpha_step``), inputs derived
+  by edge strength.
+
+Layout of ``output``::
+
+    <variant>/seed<k>/       one search (genotype.json, metrics.jsonl, checkpoint.pt, tensorboard/)
+    <variant>/seed<k>/retrain/   with retrain_epochs: the derived cell retrained (result.json)
+    published-pdarts/seed<k>/retrain/   the published P-DARTS cell, same retrain schedule (DARTS family only)
+    runs.csv, summary.md, ablation.png
+
+A run whose genotype.json exists is skipped (a killed grid resumes; a run killed mid-way resumes from its
+checkpoint), as is a retrain whose result.json exists, after checking that they were made with these settings.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import statistics
+import time
+import typing
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from .errors import UserError
+from .settings import SearchSettings, load_settings
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    "offpolicy-uniform": {"controller": "reinforce", "behaviour": "uniform"},
+    "offpolicy-egreedy": {"controller": "reinforce", "behaviour": "egreedy"},  # + epsilon
+    "on-policy": {"controller": "reinforce", "behaviour": "on-policy"},
+    "random": {"controller": "random", "behaviour": "uniform"},
+    "darts": {"controller": "darts"},
+}
+RESERVED = {"controller": "--variants", "behaviour": "--variants", "epsilon": "--epsilon", "seed": "--seeds"}
+RETRAIN_RESERVED = {"genotype": "the harness", "index": "the harness", "seed": "--seeds",
+                    "epochs": "--retrain-epochs"}
+REFERENCE_GENOTYPE = "pdarts"  # the published P-DARTS CIFAR-10 cell
+REFERENCE_DIR = "published-pdarts"
+SEARCH_MAY_DIFFER = {"progress", "device"}
+
+COLUMNS = ["variant", "seed", "genotype", "best_sampled", "params_m", "flops_m", "derived_valid_acc",
+           "best_sampled_valid_acc", "argmax_frozen_share", "top_op_share", "wall_time_s"]
+RETRAIN_COLUMNS = ["retrain_test_acc", "retrain_params_m"]
+NUMERIC = {"params_m", "flops_m", "derived_valid_acc", "best_sampled_valid_acc", "argmax_frozen_share",
+           "top_op_share", "wall_time_s", "retrain_test_acc", "retrain_params_m"}
+# What the per-variant table averages, with its heading.
+SUMMARY_METRICS = [("derived_valid_acc", "derived valid acc (%)"),
+                   ("best_sampled_valid_acc", "best-sampled valid acc (%)"),
+                   ("params_m", "params (M)"), ("flops_m", "FLOPs (M)"),
+                   ("argmax_frozen_share", "argmax frozen share"), ("top_op_share", "top-op share"),
+                   ("wall_time_s", "wall time (s)"), ("retrain_test_acc", "retrain test acc (%)")]
+
+Log = Callable[[str], None]
+
+
+# ---------------------------------------------------------------------------------------------------- the plan
+@dataclass
+class Run:
+    variant: str
+    seed: int
+    settings: SearchSettings
+    dir: Path
+
+    @property
+    def name(self) -> str:
+        return f"{self.variant} seed {self.seed}"
+
+
+@dataclass
+class Plan:
+    preset: str
+    variants: list[str]
+    seeds: list[int]
+    output: Path
+    runs: list[Run]
+    overrides: dict[str, Any]
+    epsilon: float
+    retrain_epochs: int | None = None
+    retrain_overrides: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def family(self) -> str:
+        from search_spaces.presets import space_preset
+
+        return space_preset(self.runs[0].settings.space).family
+
+
+def parse_variants(text: str | Sequence[str]) -> list[str]:
+    names = [v.strip() for v in (text.split(",") if isinstance(text, str) else text) if v.strip()]
+    if not names:
+        raise UserError(f"--variants: give at least one of {', '.join(VARIANTS)}")
+    unknown = [v for v in names if v not in VARIANTS]
+    if unknown:
+        raise UserError(f"unknown variant {unknown[0]!r}; allowed: {', '.join(VARIANTS)}")
+    return list(dict.fromkeys(names))
+
+
+def parse_seeds(text: str | Sequence[int]) -> list[int]:
+    items = [s.strip() for s in text.split(",")] if isinstance(text, str) else list(text)
+    items = [s for s in items if s != ""]
+    if not items:
+        raise UserError("--seeds: give at least one seed, e.g. 0,1,2")
+    seeds = []
+    for item in items:
+        try:
+            seed = int(item)
+        except (TypeError, ValueError):
+            raise UserError(f"--seeds: {item!r} is not an integer; give e.g. 0,1,2") from None
+        if seed < 0:
+            raise UserError(f"--seeds: seeds must be >= 0, got {seed}")
+        seeds.append(seed)
+    return list(dict.fromkeys(seeds))
+
+
+def _differences(saved: Mapping[str, Any], settings: SearchSettings) -> list[str]:
+    saved = {"controller": "reinforce", **saved}
+    return sorted(k for k, v in settings.to_dict().items() if k not in SEARCH_MAY_DIFFER and saved.get(k) != v)
+
+
+def plan_ablation(preset: str = "demo", variants: str | Sequence[str] = tuple(VARIANTS),
+                  seeds: str | Sequence[int] = (0, 1, 2), epsilon: float = 0.3,
+                  overrides: Mapping[str, Any] | None = None, output: str | Path | None = None,
+                  retrain_epochs: int | None = None, retrain_overrides: Mapping[str, Any] | None = None,
+                  space: str | None = None) -> Plan:
+    """Check everything (variants, seeds, every run's settings, what an earlier grid left in ``output``) before
+    anything is trained or written; raise ``UserError`` with one line on bad input."""
+    variants = parse_variants(variants)
+    seeds = parse_seeds(seeds)
+    if not 0.0 <= epsilon <= 1.0:
+        raise UserError(f"--epsilon must be in [0, 1], got {epsilon}")
+    overrides = {k.replace("-", "_"): v for k, v in (overrides or {}).items()}
+    for key, flag in RESERVED.items():
+        if key in overrides:
+            raise UserError(f"--set {key}: the harness sets it per run; use {flag}")
+    if space is not None:
+        overrides["space"] = space
+    overrides.setdefault("progress", False)
+    if retrain_epochs is not None and retrain_epochs < 1:
+        raise UserError(f"--retrain-epochs must be >= 1, got {retrain_epochs}")
+    if retrain_overrides and retrain_epochs is None:
+        raise UserError("--retrain-set needs --retrain-epochs N")
+    retrain_overrides = _retrain_overrides(retrain_overrides or {})
+    output = Path(output or f"runs/ablate-{preset}")
+    runs = []
+    for variant in variants:
+        extra = dict(VARIANTS[variant])
+        if variant == "offpolicy-egreedy":
+            extra["epsilon"] = epsilon
+        for seed in seeds:
+            settings = load_settings(preset, {**overrides, **extra, "seed": seed})
+            runs.append(Run(variant, seed, settings, output / variant / f"seed{seed}"))
+    plan = Plan(preset, variants, seeds, output, runs, dict(overrides), epsilon, retrain_epochs,
+                retrain_overrides)
+    for run in runs:
+        _check_existing(run)
+    if retrain_epochs is not None:
+        retrain_settings(plan, runs[0].settings, {"eval_size": {"input_size": 32}}, seeds[0], REFERENCE_GENOTYPE)
+        for run in runs:  # a finished search tells the retrain settings; unfinished ones are checked when run
+            if (run.dir / "genotype.json").exists():
+                doc = json.loads((run.dir / "genotype.json").read_text())
+                _check_retrain(run.dir / "retrain", retrain_settings(plan, run.settings, doc, run.seed,
+                                                                     str(run.dir / "genotype.json")))
+                for seed in seeds:
+                    _check_retrain(output / REFERENCE_DIR / f"seed{seed}" / "retrain",
+                                   retrain_settings(plan, run.settings, doc, seed, REFERENCE_GENOTYPE))
+    return plan
+
+
+def _check_existing(run: Run) -> None:
+    """A finished or checkpointed run in the grid's folder must have been made with this run's settings."""
+    from . import checkpoint as ckpt
+    from .search import CHECKPOINT
+
+    done, partial = run.dir / "genotype.json", run.dir / CHECKPOINT
+    if done.exists():
+        try:
+            saved = json.loads(done.read_text())["settings"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise UserError(f"{done}: not a search result; delete it or choose another --output") from None
+    elif partial.exists():
+        try:
+            saved = ckpt.load(partial)["settings"]
+        except Exception:
+            raise UserError(f"{partial}: unreadable checkpoint; delete it or choose another --output") from None
+    else:
+        return
+    changed = _differences(saved, run.settings)
+    if changed:
+        raise UserError(f"{run.dir} was run with other settings ({', '.join(changed)}); use the same --preset/--set "
+                        f"to resume this grid, or another --output")
+
+
+# ---------------------------------------------------------------------------------------------------- retrain
+def _retrain_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    from .retrain import RetrainSettings
+
+    hints = typing.get_type_hints(RetrainSettings)
+    known = {f.name for f in fields(RetrainSettings)}
+    out: dict[str, Any] = {}
+    for name, value in overrides.items():
+        key = name.replace("-", "_")
+        if key in RETRAIN_RESERVED:
+            raise UserError(f"--retrain-set {key}: set by {RETRAIN_RESERVED[key]}")
+        if key not in known:
+            raise UserError(f"--retrain-set: unknown retrain setting {name!r}; allowed: "
+                            f"{', '.join(sorted(known - set(RETRAIN_RESERVED)))}")
+        out[key] = _coerce_retrain(key, value, hints[key])
+    return out
+
+
+def _coerce_retrain(name: str, value: Any, hint: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    args = typing.get_args(hint)
+    optional = type(None) in args
+    kind = next((a for a in args if a is not type(None)), hint) if args else hint
+    if optional and value.lower() in ("none", ""):
+        return None
+    if kind is bool:
+        if value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if value.lower() in ("0", "false", "no", "off"):
+            return False
+        raise UserError(f"--retrain-set {name}: expected true/false, got {value!r}")
+    if kind in (int, float):
+        try:
+            number = float(value)
+        except ValueError:
+            raise UserError(f"--retrain-set {name}: expected a number, got {value!r}") from None
+        if kind is int:
+            if not number.is_integer():
+                raise UserError(f"--retrain-set {name}: expected an integer, got {value!r}")
+            return int(number)
+        return number
+    return value
+
+
+def retrain_settings(plan: Plan, search: SearchSettings, doc: Mapping[str, Any], seed: int, genotype: str):
+    """The short retrain schedule shared by every derived cell and the published reference: the network at the
+    search's evaluation size (the size params/FLOPs are reported at), cutout at most half the image side
+    (DARTS' 16 px on 32 px CIFAR; 4 px on 8 px digits), then --retrain-set."""
+    from .retrain import RetrainSettings
+
+    base = dict(dataset=search.dataset, data_dir=search.data_dir, download=search.download,
+                layers=search.eval_layers, channels=search.eval_channels, device=search.device,
+                cutout=min(16, int(doc["eval_size"]["input_size"]) // 2))
+    return RetrainSettings(genotype=genotype, epochs=int(plan.retrain_epochs or 1), seed=seed,
+                           **{**base, **plan.retrain_overrides}).validate()
+
+
+def _check_retrain(out: Path, settings) -> None:
+    from .retrain import RESUME_MAY_DIFFER, RESULT
+
+    result = out / RESULT
+    if not result.exists():
+        return
+    saved = json.loads(result.read_text()).get("settings", {})
+    now = asdict(settings)
+    changed = sorted(k for k in now if k not in RESUME_MAY_DIFFER and saved.get(k) != now[k])
+    if changed:
+        raise UserError(f"{out} was retrained with other settings ({', '.join(changed)}); use the same "
+                        f"--retrain-epochs/--retrain-set, or another --output")
+
+
+def _retrain(out: Path, settings, log: Log, label: str) -> dict[str, Any]:
+    from .retrain import CHECKPOINT, RESULT, run_retrain
+
+    if (out / RESULT).exists():
+        _check_retrain(out, settings)
+        log(f"  retrain {label}: done already ({out / RESULT}), skipped")
+        return json.loads((out / RESULT).read_text())
+    result = run_retrain(settings, out, resume=(out / CHECKPOINT).exists(), progress=False)
+    log(f"  retrain {label}: test acc {result['test_acc']:.2f} %, {result['params_m']:.3f} M params, "
+        f"{result['wall_time_s']:.1f} s")
+    return result
+
+
+# ---------------------------------------------------------------------------------------------------- running
+def arch_text(family: str, genotype: Any) -> str:
+    """One line for a table: the Genotype(...) string, or the NB201 arch string."""
+    if family == "nb201":
+        return str(genotype)
+    from search_spaces.genotypes import genotype_from_dict
+
+    return str(genotype_from_dict(genotype))
+
+
+def run_row(variant: str, seed: int, doc: Mapping[str, Any]) -> dict[str, Any]:
+    best = doc.get("best_sampled")
+    last = doc["stages"][-1]
+    return {
+        "variant": variant, "seed": seed,
+        "genotype": doc.get("arch") or doc.get("genotype_str") or arch_text(doc["family"], doc["genotype"]),
+        "best_sampled": arch_text(doc["family"], best["genotype"]) if best else "n/a",
+        "params_m": doc["params_m"], "flops_m": doc["flops_m"], "derived_valid_acc": doc["derived_valid_acc"],
+        "best_sampled_valid_acc": best["valid_acc"] if best else math.nan,
+        "argmax_frozen_share": last["argmax_frozen_share"], "top_op_share": last["top_op_share"],
+        "wall_time_s": doc["wall_time_s"],
+    }
+
+
+def run_ablation(plan: Plan, log: Log | None = None) -> dict[str, Any]:
+    """Run (or skip) every search of the plan, then the retrains, then write runs.csv, summary.md, ablation.png.
+    Returns ``{"rows": [...], "reference": [...], "files": [...]}``."""
+    from .search import CHECKPOINT, run_search
+
+    log = log or (lambda line: print(line, flush=True))
+    rows: list[dict[str, Any]] = []
+    started = time.time()
+    total = len(plan.runs)
+    for k, run in enumerate(plan.runs, start=1):
+        done = run.dir / "genotype.json"
+        if done.exists():
+            doc = json.loads(done.read_text())
+            log(f"[{k}/{total}] {run.name}: done already ({done}), skipped")
+        else:
+            resume = (run.dir / CHECKPOINT).exists()
+            doc = run_search(run.settings, run.dir, resume=resume)
+            last = doc["stages"][-1]
+            log(f"[{k}/{total}] {run.name}{' (resumed)' if resume else ''}: derived valid acc "
+                f"{doc['derived_valid_acc']:.1f} %, {doc['params_m']:.3f} M params, top-op share "
+                f"{last['top_op_share']:.2f}, argmax frozen share {last['argmax_frozen_share']:.2f}, "
+                f"{doc['wall_time_s']:.1f} s -> {run.dir}")
+        rows.append(run_row(run.variant, run.seed, doc))
+        if plan.retrain_epochs is not None:
+            settings = retrain_settings(plan, run.settings, doc, run.seed, str(done))
+            result = _retrain(run.dir / "retrain", settings, log, run.name)
+            rows[-1]["retrain_test_acc"] = result["test_acc"]
+            rows[-1]["retrain_params_m"] = result["params_m"]
+    reference: list[dict[str, Any]] = []
+    if plan.retrain_epochs is not None:
+        if plan.family == "darts":
+            any_doc = json.loads((plan.runs[0].dir / "genotype.json").read_text())
+            for seed in plan.seeds:
+                settings = retrain_settings(plan, plan.runs[0].settings, any_doc, seed, genotype=REFERENCE_GENOTYPE)
+                result = _retrain(plan.output / REFERENCE_DIR / f"seed{seed}" / "retrain", settings, log,
+                                  f"published P-DARTS seed {seed}")
+                reference.append({"genotype": REFERENCE_GENOTYPE, "seed": seed, "retrain_test_acc": result["test_acc"],
+                                  "retrain_params_m": result["params_m"]})
+        else:
+            log("  (no published P-DARTS reference in the NAS-Bench-201 space: its cell is a DARTS genotype)")
+    files = write_outputs(plan, rows, reference)
+    log(f"ablation: {len(rows)} runs in {time.time() - started:.0f} s; wrote {', '.join(str(f) for f in files)}")
+    return {"rows": rows, "reference": reference, "files": files}
+
+
+# ---------------------------------------------------------------------------------------------------- outputs
+def columns(plan: Plan) -> list[str]:
+    return COLUMNS + (RETRAIN_COLUMNS if plan.retrain_epochs is not None else [])
+
+
+def _cell(value: Any, digits: int = 4) -> str:
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.{digits}f}"
+    return str(value)
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for one value); NaN when any value is NaN."""
+    values = [float(v) for v in values]
+    if not values or any(math.isnan(v) for v in values):
+        return math.nan, math.nan
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def summarise(rows: Sequence[Mapping[str, Any]], variants: Sequence[str]) -> list[dict[str, Any]]:
+    out = []
+    for variant in variants:
+        mine = [r for r in rows if r["variant"] == variant]
+        if not mine:
+            continue
+        entry: dict[str, Any] = {"variant": variant, "runs": len(mine)}
+        for key, _ in SUMMARY_METRICS:
+            if key in mine[0]:
+                entry[key] = mean_std([r[key] for r in mine])
+        out.append(entry)
+    return out
+
+
+def _code(text: str) -> str:
+    """A code span inside a markdown table cell: NB201 arch strings are full of pipes, which must be escaped."""
+    return "`" + str(text).replace("|", "\\|") + "`"
+
+
+def _pm(pair: tuple[float, float], digits: int) -> str:
+    mean, std = pair
+    return "nan" if math.isnan(mean) else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def _digits(key: str) -> int:
+    return 2 if key.endswith("acc") or key == "wall_time_s" else 3
+
+
+def summary_markdown(plan: Plan, rows: Sequence[Mapping[str, Any]], reference: Sequence[Mapping[str, Any]]) -> str:
+    s = plan.runs[0].settings
+    lines = [f"# Ablation: preset {plan.preset}, space {s.space}, dataset {s.dataset}", "",
+             f"Variants {', '.join(plan.variants)}; seeds {', '.join(map(str, plan.seeds))}; "
+             f"layers {s.layers}, ops kept {s.ops_kept}, epochs {s.epochs} (warm-up {s.warmup_epochs}), "
+             f"weight mode {s.weight_mode}; egreedy epsilon {plan.epsilon}."]
+    shown = {k: v for k, v in plan.overrides.items() if k != "progress"}
+    if shown:
+        lines.append("Overrides for every run: " + ", ".join(f"`{k}={v}`" for k, v in shown.items()) + ".")
+    if plan.retrain_epochs is not None:
+        extra = ", ".join(f"`{k}={v}`" for k, v in plan.retrain_overrides.items())
+        lines.append(f"Retrain: {plan.retrain_epochs} epoch(s) at the evaluation size (eval_layers {s.eval_layers}, "
+                     f"eval_channels {s.eval_channels})" + (f", {extra}" if extra else "")
+                     + "; test accuracy of the final epoch.")
+    lines += ["", "## Per variant (mean ± sample std over seeds)", ""]
+    summary = summarise(rows, plan.variants)
+    keys = [(k, title) for k, title in SUMMARY_METRICS if summary and k in summary[0]]
+    lines.append("| variant | runs | " + " | ".join(title for _, title in keys) + " |")
+    lines.append("|---|---:|" + "---:|" * len(keys))
+    for entry in summary:
+        lines.append(f"| {entry['variant']} | {entry['runs']} | "
+                     + " | ".join(_pm(entry[k], _digits(k)) for k, _ in keys) + " |")
+    if reference:
+        acc = mean_std([r["retrain_test_acc"] for r in reference])
+        params = mean_std([r["retrain_params_m"] for r in reference])
+        lines += ["", f"Published P-DARTS cell, same retrain schedule: test acc {_pm(acc, 2)} % over "
+                      f"{len(reference)} seed(s), {params[0]:.3f} M params."]
+    lines += ["", "## Runs", ""]
+    cols = columns(plan)
+    lines.append("| " + " | ".join(cols) + " |")
+    lines.append("|" + "|".join("---:" if c in NUMERIC or c == "seed" else "---" for c in cols) + "|")
+    for row in rows:
+        lines.append("| " + " | ".join(_code(row[c]) if c in ("genotype", "best_sampled") else _cell(row[c])
+                                       for c in cols) + " |")
+    lines += ["", "derived valid acc: the derived cell through the final stage's supernet weights (valid split). "
+              "argmax frozen share: share of final-stage op decisions whose argmax never changed after warm-up "
+              "(random: a fresh uniform pick per update, the chance level). top-op share: share of the final "
+              "stage's edges taken by the most frequent argmax op (random: by its random derivation's op). "
+              "Both near 1 = the Matthew effect.", ""]
+    return "\n".join(lines)
+
+
+def write_csv(path: Path, cols: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> None:
+    from .checkpoint import atomic_write_text
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(cols), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({c: _cell(row[c], 6) if isinstance(row[c], float) else row[c] for c in cols})
+    atomic_write_text(buffer.getvalue(), path)
+
+
+def write_outputs(plan: Plan, rows: Sequence[Mapping[str, Any]], reference: Sequence[Mapping[str, Any]]) -> list[Path]:
+    from .checkpoint import atomic_write_text
+
+    out = plan.output
+    files = [out / "runs.csv", out / "summary.md", out / "ablation.png"]
+    write_csv(files[0], columns(plan), rows)
+    atomic_write_text(summary_markdown(plan, rows, reference), files[1])
+    plot_ablation(plan, rows, reference, files[2])
+    if reference:
+        files.append(out / "reference.csv")
+        write_csv(files[-1], ["genotype", "seed", "retrain_test_acc", "retrain_params_m"], reference)
+    return files
+
+
+def plot_ablation(plan: Plan, rows: Sequence[Mapping[str, Any]], reference: Sequence[Mapping[str, Any]],
+                  path: Path) -> Path:
+    """One panel per measure: per variant a bar at the mean, a std whisker and a dot per seed."""
+    import os
+
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    panels = [("derived_valid_acc", "derived cell: supernet valid acc (%)"),
+              ("top_op_share", "top-op share (Matthew effect)"),
+              ("argmax_frozen_share", "argmax frozen after warm-up")]
+    if plan.retrain_epochs is not None:
+        panels.append(("retrain_test_acc", f"retrain test acc (%), {plan.retrain_epochs} epoch(s)"))
+    else:
+        panels.append(("params_m", "params (M) at evaluation size"))
+    variants = [v for v in plan.variants if any(r["variant"] == v for r in rows)]
+    fig = Figure(figsize=(3.2 * len(panels), 3.6), dpi=120)
+    FigureCanvasAgg(fig)
+    colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#7f7f7f", "#d62728", "#9467bd", "#8c564b"]
+    rng = np.random.default_rng(0)
+    for i, (key, title) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), i + 1)
+        for x, variant in enumerate(variants):
+            values = np.array([r[key] for r in rows if r["variant"] == variant], dtype=float)
+            finite = values[np.isfinite(values)]
+            color = colors[x % len(colors)]
+            if finite.size:
+                std = finite.std(ddof=1) if finite.size > 1 else 0.0
+                ax.bar(x, finite.mean(), width=0.6, color=color, alpha=0.35, edgecolor=color)
+                ax.errorbar(x, finite.mean(), yerr=std, color=color, capsize=4, lw=1.2)
+                ax.scatter(x + rng.uniform(-0.15, 0.15, finite.size), finite, s=16, color=color, zorder=3,
+                           edgecolor="black", linewidth=0.4)
+        if key == "retrain_test_acc" and reference:
+            ref = np.array([r["retrain_test_acc"] for r in reference], dtype=float)
+            ax.axhline(ref.mean(), color="black", ls="--", lw=1, label="published P-DARTS")
+            if ref.size > 1:
+                ax.axhspan(ref.mean() - ref.std(ddof=1), ref.mean() + ref.std(ddof=1), color="black", alpha=0.08)
+            ax.legend(fontsize=7, loc="lower right")
+        if key.endswith("share"):
+            ax.set_ylim(0, 1.05)
+        ax.set_xticks(range(len(variants)))
+        ax.set_xticklabels(variants, rotation=35, ha="right", fontsize=8)
+        ax.set_title(title, fontsize=9)
+        ax.tick_params(axis="y", labelsize=8)
+        ax.grid(axis="y", alpha=0.3)
+    s = plan.runs[0].settings
+    fig.suptitle(f"ablation: {s.space} on {s.dataset}, seeds {','.join(map(str, plan.seeds))} "
+                 f"(bar = mean, whisker = std, dots = seeds)", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    fig.savefig(tmp, format="png")
+    os.replace(tmp, path)
+    return path

@@ -37,6 +37,8 @@ from .supernet import Supernet
 
 CHECKPOINT = "checkpoint.pt"
 EpochCallback = Callable[[dict], None]
+# --- settings.controller: which policy the monitoring/reward samples come from (None: the behaviour policy)
+SAMPLE_POLICY = {"reinforce": None, "darts": "target", "random": "uniform"}
 
 
 class SearchDiverged(UserError):
@@ -49,6 +51,25 @@ def resolve_device(device: str) -> torch.device:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"device {device!r} requested but no CUDA GPU is available; use --device cpu")
     return torch.device(device)
+
+
+def darts_alpha_step(controller: OffPolicyController, supernet: Supernet, op_rows: list[int], x: torch.Tensor,
+                     y: torch.Tensor) -> dict[str, float]:
+    """One first-order DARTS step (settings.controller == "darts"): Adam (the controller's optimizer) on the op
+    alphas with the gradient of the validation-batch cross-entropy of the MIXED supernet, softmax(alpha) NOT
+    detached. The weights stay frozen: only alpha is differentiated, so no weight gradient is even computed.
+    Input-pair alphas get no gradient (DARTS has none; its derivation ranks edges by strength instead)."""
+    pi = controller.log_pi().exp().to(x.device)  # differentiable in alpha
+    supernet.set_mixed({controller.decisions[row].label: pi[row, : len(controller.decisions[row].options)]
+                        for row in op_rows})
+    loss = F.cross_entropy(supernet(x), y)
+    (grad,) = torch.autograd.grad(loss, [controller.alpha])
+    controller.optimizer.zero_grad(set_to_none=True)
+    controller.alpha.grad = grad
+    controller.optimizer.step()
+    controller.updates += 1
+    return {"darts/valid_loss": float(loss.detach()), "darts/alpha_grad_norm": float(grad.norm()),
+            "controller/entropy": float(controller.entropy().detach())}
 
 
 class StageRun:
@@ -202,7 +223,8 @@ class ProgressiveSearch:
                 summary = self.finish_stage(run, logger)
                 self.stage_summaries.append(summary)
                 if stage + 1 < s.stages:
-                    edge_ops = shrink(edge_ops, run.controller.probabilities(), s.ops_kept[stage])
+                    edge_ops = shrink(edge_ops, run.controller.probabilities(), s.ops_kept[stage],
+                                      generator=self.choice_generator(stage, "shrink"))
                 stage, epoch = stage + 1, 0
                 if stage < s.stages:
                     self.save(stage, 0, edge_ops, None, logger)
@@ -218,7 +240,8 @@ class ProgressiveSearch:
         supernet, controller = run.supernet, run.controller
         supernet.train()
         epochs = s.epochs[stage]
-        supernet.set_skip_dropout(s.skip_dropout[stage] * (epochs - epoch - 1) / epochs)  # P-DARTS' decay
+        skip_p = s.skip_dropout[stage] * (epochs - epoch - 1) / epochs  # P-DARTS' linear decay
+        supernet.set_skip_dropout(skip_p)
         global_epoch = self._global_epoch(stage, epoch)
         steps = len(self.train_loader)
         if s.max_steps_per_epoch:
@@ -238,7 +261,7 @@ class ProgressiveSearch:
             if weights is not None:
                 supernet.set_mixed(weights)
             else:
-                path = controller.sample(1)
+                path = controller.sample(1, policy="uniform" if s.controller == "random" else None)
                 supernet.set_path(controller.to_sample(path.actions[0]))
             logits = supernet(x)
             loss = F.cross_entropy(logits, y)
@@ -255,6 +278,7 @@ class ProgressiveSearch:
             self.global_step += 1
             if controlling and (step + 1) % s.rl_interval_steps == 0:
                 stats = self.controller_step(run, epoch, step)
+                supernet.set_skip_dropout(skip_p)  # rewards ran without it; weight steps go on with it
                 epoch_rewards.extend(stats.pop("_rewards"))
                 logger.scalars(stats, self.global_step, prefix=f"stage{stage + 1}/")
                 if weights is not None:
@@ -281,7 +305,7 @@ class ProgressiveSearch:
         s, controller, supernet = self.settings, run.controller, run.supernet
         x, y = self.valid_batches[self.reward_updates % len(self.valid_batches)]
         self.reward_updates += 1
-        samples = controller.sample(s.samples_per_update)
+        samples = controller.sample(s.samples_per_update, policy=SAMPLE_POLICY[s.controller])
         sample_dicts = [controller.to_sample(a) for a in samples.actions]
         supernet.set_skip_dropout(0.0)
         hits = []
@@ -298,11 +322,23 @@ class ProgressiveSearch:
             raise SearchDiverged(f"a reward is not finite at stage {run.stage + 1}, epoch {epoch + 1}, step {step + 1} "
                                  f"(rewards {rewards}); "
                                  f"the checkpoint of the last finished epoch in {self.dir} is intact")
-        stats = controller.update(samples, torch.tensor(rewards))
+        if s.controller == "reinforce":
+            stats = controller.update(samples, torch.tensor(rewards))
+        elif s.controller == "darts":  # the samples above only monitor; alpha learns by gradient
+            stats = darts_alpha_step(controller, supernet, run.op_rows, x, y)
+            if not math.isfinite(stats["darts/valid_loss"]):
+                raise SearchDiverged(f"the DARTS validation loss is {stats['darts/valid_loss']} at stage "
+                                     f"{run.stage + 1}, epoch {epoch + 1}, step {step + 1}; "
+                                     f"the checkpoint of the last finished epoch in {self.dir} is intact")
+        else:  # random: no learning; the uniform samples only feed the best-sampled record (RandomNAS)
+            stats = {}
         self.tracker.updates += 1
         self.tracker.observe_samples(run.stage, rewards, sample_dicts, keys, metrics)
         labels = [d.label for d in controller.decisions]
-        self.tracker.observe_argmax(labels, controller.greedy().tolist())
+        # random has no policy to take an argmax of: its pick is a fresh uniform draw, so the Matthew measure
+        # "argmax never changed" reads the chance level
+        picks = samples.actions[0] if s.controller == "random" else controller.greedy()
+        self.tracker.observe_argmax(labels, picks.tolist())
         stats.update({"reward/mean": sum(rewards) / len(rewards), "reward/max": max(rewards),
                       "reward/min": min(rewards), "sample/acc_mean": sum(accuracies) / len(accuracies),
                       "sample/params_m": sum(m["params_m"] for m in metrics) / len(metrics),
@@ -328,8 +364,18 @@ class ProgressiveSearch:
                 total += y.shape[0]
         return 100.0 * float(correct) / max(total, 1)
 
+    def choice_generator(self, stage: int, purpose: str) -> torch.Generator | None:
+        """random: a fresh generator per (seed, stage, purpose), so its shrink and derivation are uniformly random
+        yet the same on every call and after a resume; None (choose by pi) for the other controllers."""
+        if self.settings.controller != "random":
+            return None
+        return torch.Generator().manual_seed(self.settings.seed * 1_000_003 + stage * 10 +
+                                             {"derive": 1, "shrink": 2}[purpose])
+
     def greedy_sample(self, run: StageRun) -> dict[str, Any]:
-        return derive(self.family, run.edge_ops, run.controller.probabilities(), self.settings.max_skip_connect)
+        return derive(self.family, run.edge_ops, run.controller.probabilities(), self.settings.max_skip_connect,
+                      generator=self.choice_generator(run.stage, "derive"),
+                      inputs="edge_strength" if self.settings.controller == "darts" else "pair")
 
     def end_of_epoch(self, run: StageRun, epoch: int, global_epoch: int, train_loss: float, train_acc: float,
                      rewards: list[float], seconds: float) -> dict[str, Any]:
@@ -357,7 +403,8 @@ class ProgressiveSearch:
         greedy = run.controller.greedy().tolist()
         for d, a, (label, probs) in zip(run.controller.decisions, greedy, run.controller.probabilities().items()):
             logger.writer.add_scalar(f"{prefix}argmax/{label}", a, self.global_step)
-            logger.writer.add_scalars(f"{prefix}prob/{label}", probs, self.global_step)
+            for option, p in probs.items():  # add_scalar, not add_scalars: one run per series clutters TensorBoard
+                logger.writer.add_scalar(f"{prefix}prob/{label}/{option}", p, self.global_step)
 
     def matthew(self, run: StageRun) -> dict[str, float]:
         """Share of op decisions whose argmax never moved after warm-up, and the share of the most frequent
@@ -365,8 +412,12 @@ class ProgressiveSearch:
         op_labels = [d.label for d in run.controller.decisions if d.kind == "op"]
         tracked = [l for l in op_labels if l in self.tracker.argmax]
         frozen = sum(1 for l in tracked if l not in self.tracker.changed) / len(tracked) if tracked else float("nan")
-        greedy = run.controller.greedy().tolist()
-        ops = [d.options[a] for d, a in zip(run.controller.decisions, greedy) if d.kind == "op"]
+        if self.settings.controller == "random":  # no policy: the ops it picks are its random derivation's
+            picked = self.greedy_sample(run)
+            ops = [picked[d.label] for d in run.controller.decisions if d.kind == "op"]
+        else:
+            greedy = run.controller.greedy().tolist()
+            ops = [d.options[a] for d, a in zip(run.controller.decisions, greedy) if d.kind == "op"]
         top = max(ops.count(o) for o in set(ops)) / len(ops)
         return {"argmax_frozen_share": frozen, "top_op_share": top}
 
@@ -428,8 +479,9 @@ def run_search(settings: SearchSettings, output_dir: str | Path, resume: bool = 
         if not (out / CHECKPOINT).exists():
             raise UserError(f"--resume: no checkpoint in {out}; start without --resume")
         resume_state = ckpt.load(out / CHECKPOINT)
-        if resume_state["settings"] != settings.to_dict():
-            changed = sorted(k for k, v in settings.to_dict().items() if resume_state["settings"].get(k) != v)
+        saved = {"controller": "reinforce", **resume_state["settings"]}  # checkpoints older than that setting
+        if saved != settings.to_dict():
+            changed = sorted(k for k, v in settings.to_dict().items() if saved.get(k) != v)
             if set(changed) - {"progress", "device"}:
                 raise UserError(f"--resume: settings differ from the checkpoint's in {changed}")
     device = resolve_device(settings.device)

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from .checkpoint import atomic_save, atomic_write_text, load, rng_state, seed_everything, set_rng_state
+from .devices import resolve_device
 from .errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -115,14 +116,6 @@ class RetrainSettings:
         """``(layers, channels)`` of the network for this family; for NB201 ``layers`` is cells per stack."""
         layers, channels = FAMILY_SHAPE[family]
         return (self.layers or layers, self.channels or channels)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"device {name!r} asked for, but CUDA is not available here; use --device cpu")
-    return torch.device(name)
 
 
 def build_network(family: str, arch: Any, settings: RetrainSettings, in_channels: int, input_size: int,

@@ -28,6 +28,7 @@ from search_spaces.presets import build_space, initial_edge_ops, space_preset
 from . import checkpoint as ckpt
 from .controller import OffPolicyController
 from .data import BatchLoader, ImageSet, load_dataset, search_split
+from .devices import resolve_device
 from .errors import UserError
 from .monitor import RunLogger
 from .progressive import arch_key, build_decisions, derive, sample_to_arch, shrink
@@ -43,14 +44,6 @@ SAMPLE_POLICY = {"reinforce": None, "darts": "target", "random": "uniform"}
 
 class SearchDiverged(UserError):
     """A NaN/inf loss or reward: the search stops and the last good checkpoint stays as it was."""
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"device {device!r} requested but no CUDA GPU is available; use --device cpu")
-    return torch.device(device)
 
 
 def darts_alpha_step(controller: OffPolicyController, supernet: Supernet, op_rows: list[int], x: torch.Tensor,

@@ -51,7 +51,7 @@ class SearchData(Evaluator):
         import nni
 
         from .data import BatchLoader, load_dataset
-        from .search import resolve_device
+        from .devices import resolve_device
 
         device = resolve_device(self.device)
         train = load_dataset(self.dataset, "train", self.data_dir, self.download)

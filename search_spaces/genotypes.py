@@ -165,22 +165,31 @@ def load_genotype(spec: str, index: int | None = None) -> Genotype:
             raise GenotypeError(f"genotype file not found: {spec}")
         raise GenotypeError(f"unknown genotype name {spec!r}; built-in: {', '.join(sorted(PUBLISHED))} "
                             f"(or give a JSON file)")
+    return genotype_from_document(_read_json(path), index, spec)
+
+
+def _read_json(path: Path) -> Any:
     try:
-        data = json.loads(path.read_text())
+        return json.loads(path.read_text())
     except json.JSONDecodeError as exc:
-        raise GenotypeError(f"{spec}: not valid JSON ({exc})") from None
-    return genotype_from_document(data, index, spec)
+        raise GenotypeError(f"{path}: not valid JSON ({exc})") from None
 
 
-def genotype_from_document(data: Any, index: int | None, source: str) -> Genotype:
+def _pick_entry(data: Any, index: int | None, source: str) -> Any:
+    """One architecture's entry of a document: ``index`` into a top-K list, or the document itself."""
     entries = data.get("architectures") if isinstance(data, dict) and "architectures" in data else data
     if isinstance(entries, list):
         i = 0 if index is None else index
         if not -len(entries) <= i < len(entries):
             raise GenotypeError(f"{source}: index {i} is past the end ({len(entries)} architecture(s))")
-        data = entries[i]
-    elif index not in (None, 0):
+        return entries[i]
+    if index not in (None, 0):
         raise GenotypeError(f"{source}: holds one architecture, so --index {index} is past the end")
+    return data
+
+
+def genotype_from_document(data: Any, index: int | None, source: str) -> Genotype:
+    data = _pick_entry(data, index, source)
     if isinstance(data, dict) and "genotype" in data:
         data = data["genotype"]
     if isinstance(data, str):
@@ -276,24 +285,11 @@ def load_architecture(spec: str, index: int | None = None) -> tuple[str, Archite
         return "nb201", nb201_to_sample(spec)
     path = Path(spec)
     if path.exists() and spec not in PUBLISHED:
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise GenotypeError(f"{spec}: not valid JSON ({exc})") from None
-        entry = data
-        entries = data.get("architectures") if isinstance(data, dict) and "architectures" in data else data
-        if isinstance(entries, list):
-            i = 0 if index is None else index
-            if not -len(entries) <= i < len(entries):
-                raise GenotypeError(f"{spec}: index {i} is past the end ({len(entries)} architecture(s))")
-            entry = entries[i]
-            index = None
+        entry = _pick_entry(_read_json(path), index, spec)
         arch = entry.get("genotype") if isinstance(entry, dict) else entry
         if isinstance(arch, str) and arch.lstrip().startswith("|"):
-            if index not in (None, 0):
-                raise GenotypeError(f"{spec}: holds one architecture, so --index {index} is past the end")
             return "nb201", nb201_to_sample(arch)
-        return "darts", genotype_from_document(entry, index, spec)
+        return "darts", genotype_from_document(entry, None, spec)
     return "darts", load_genotype(spec, index)
 
 

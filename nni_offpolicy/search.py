@@ -32,6 +32,7 @@ from .devices import resolve_device
 from .errors import UserError
 from .monitor import RunLogger
 from .progressive import arch_key, build_decisions, derive, sample_to_arch, shrink
+from .replicas import Replicas, check_devices, launch
 from .rewards import RewardModel
 from .settings import SearchSettings
 from .supernet import Supernet
@@ -47,7 +48,7 @@ class SearchDiverged(UserError):
 
 
 def darts_alpha_step(controller: OffPolicyController, supernet: Supernet, op_rows: list[int], x: torch.Tensor,
-                     y: torch.Tensor) -> dict[str, float]:
+                     y: torch.Tensor, replicas: Replicas | None = None) -> dict[str, float]:
     """One first-order DARTS step (settings.controller == "darts"): Adam (the controller's optimizer) on the op
     alphas with the gradient of the validation-batch cross-entropy of the MIXED supernet, softmax(alpha) NOT
     detached. The weights stay frozen: only alpha is differentiated, so no weight gradient is even computed.
@@ -57,6 +58,9 @@ def darts_alpha_step(controller: OffPolicyController, supernet: Supernet, op_row
                         for row in op_rows})
     loss = F.cross_entropy(supernet(x), y)
     (grad,) = torch.autograd.grad(loss, [controller.alpha])
+    if replicas is not None:  # each replica saw a slice of the batch: the mean of their gradients is the batch's
+        grad = replicas.average(grad.contiguous())
+        loss = replicas.average(loss.detach().clone())
     controller.optimizer.zero_grad(set_to_none=True)
     controller.alpha.grad = grad
     controller.optimizer.step()
@@ -148,11 +152,28 @@ class Tracker:
         self.updates = state["updates"]
 
 
+class _SilentLogger:
+    """What replicas other than 0 log: nothing (replica 0 logs the run once)."""
+
+    lines = 0
+
+    def scalars(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def record(self, record: Any) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
 class ProgressiveSearch:
     def __init__(self, settings: SearchSettings, output_dir: Path, train_set: ImageSet, valid_set: ImageSet,
-                 device: torch.device, on_epoch: EpochCallback | None = None, progress: bool = True,
+                 replicas: Replicas, on_epoch: EpochCallback | None = None, progress: bool = True,
                  initial_ops: dict | None = None):
-        self.settings, self.dir, self.device = settings, output_dir, device
+        self.settings, self.dir, self.replicas = settings, output_dir, replicas
+        self.device = device = replicas.device
+        progress = progress and replicas.is_main
         self.initial_ops = initial_ops
         self.family = space_preset(settings.space).family
         self.num_classes, self.in_channels = train_set.num_classes, train_set.in_channels
@@ -172,6 +193,8 @@ class ProgressiveSearch:
 
     # ------------------------------------------------------------------ persistence
     def save(self, stage: int, next_epoch: int, edge_ops: dict, run: StageRun | None, logger: RunLogger) -> None:
+        if not self.replicas.is_main:
+            return
         state = {
             "version": 1, "settings": self.settings.to_dict(), "stage": stage, "next_epoch": next_epoch,
             "edge_ops": edge_ops, "stage_state": run.state() if run is not None and next_epoch > 0 else None,
@@ -195,7 +218,8 @@ class ProgressiveSearch:
             self.elapsed_before = resume_state["elapsed"]
         pending_rng = resume_state["rng"] if resume_state is not None else None
         logger = RunLogger(self.dir, purge_step=self.global_step if resume_state else None,
-                           jsonl_lines=resume_state["jsonl_lines"] if resume_state else None)
+                           jsonl_lines=resume_state["jsonl_lines"] if resume_state else None) \
+            if self.replicas.is_main else _SilentLogger()
         try:
             while stage < s.stages:
                 if pending_rng is not None and stage_state is None:
@@ -248,9 +272,11 @@ class ProgressiveSearch:
         started = time.time()
         bar = tqdm(total=steps, desc=f"stage {stage + 1}/{s.stages} epoch {epoch + 1}/{epochs}", leave=False,
                    disable=not self.progress, file=sys.stderr, dynamic_ncols=True)
-        for step, (x, y) in enumerate(self.train_loader.epoch(global_epoch)):
+        replicas = self.replicas
+        for step, batch in enumerate(self.train_loader.epoch(global_epoch)):
             if step >= steps:
                 break
+            x, y = replicas.shard(*batch)
             if weights is not None:
                 supernet.set_mixed(weights)
             else:
@@ -258,11 +284,12 @@ class ProgressiveSearch:
                 supernet.set_path(controller.to_sample(path.actions[0]))
             logits = supernet(x)
             loss = F.cross_entropy(logits, y)
-            if not torch.isfinite(loss):
+            if replicas.sum((~torch.isfinite(loss.detach())).float()):  # every replica stops at the same step
                 raise SearchDiverged(f"loss is {loss.item()} at stage {stage + 1}, epoch {epoch + 1}, step {step + 1}; "
                                      f"the checkpoint of the last finished epoch in {self.dir} is intact")
             run.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            replicas.average_gradients(run.optimizer.param_groups[0]["params"])
             torch.nn.utils.clip_grad_norm_(supernet.parameters(), s.grad_clip)
             run.optimizer.step()
             correct += (logits.detach().argmax(1) == y).sum()
@@ -280,6 +307,9 @@ class ProgressiveSearch:
             bar.update(1)
         bar.close()
         run.scheduler.step()
+        totals = replicas.sum(torch.stack([correct.float(), loss_sum.float(),
+                                           torch.tensor(float(seen), device=self.device)]))
+        correct, loss_sum, seen = totals[0], totals[1], int(totals[2])
         record = self.end_of_epoch(run, epoch, global_epoch, float(loss_sum) / max(seen, 1),
                                    100.0 * float(correct) / max(seen, 1), epoch_rewards, time.time() - started)
         logger.scalars({k: v for k, v in record.items() if isinstance(v, (int, float)) and k not in
@@ -296,7 +326,8 @@ class ProgressiveSearch:
 
     def controller_step(self, run: StageRun, epoch: int, step: int) -> dict[str, Any]:
         s, controller, supernet = self.settings, run.controller, run.supernet
-        x, y = self.valid_batches[self.reward_updates % len(self.valid_batches)]
+        x_all, y_all = self.valid_batches[self.reward_updates % len(self.valid_batches)]
+        x, y = self.replicas.shard(x_all, y_all)
         self.reward_updates += 1
         samples = controller.sample(s.samples_per_update, policy=SAMPLE_POLICY[s.controller])
         sample_dicts = [controller.to_sample(a) for a in samples.actions]
@@ -305,8 +336,9 @@ class ProgressiveSearch:
         with torch.no_grad():
             for sample in sample_dicts:
                 supernet.set_path(sample)
-                hits.append((supernet(x).argmax(1) == y).float().mean())
-        accuracies = torch.stack(hits).cpu().tolist()  # one host sync for all samples
+                hits.append((supernet(x).argmax(1) == y).sum().float())
+        # one all-reduce and one host sync for all samples
+        accuracies = (self.replicas.sum(torch.stack(hits)) / y_all.shape[0]).cpu().tolist()
         keys = [arch_key(self.family, d, s.nodes) for d in sample_dicts]
         metrics = [self.rewards.metrics(sample_to_arch(self.family, d, s.nodes), k)
                    for d, k in zip(sample_dicts, keys)]
@@ -318,7 +350,7 @@ class ProgressiveSearch:
         if s.controller == "reinforce":
             stats = controller.update(samples, torch.tensor(rewards))
         elif s.controller == "darts":  # the samples above only monitor; alpha learns by gradient
-            stats = darts_alpha_step(controller, supernet, run.op_rows, x, y)
+            stats = darts_alpha_step(controller, supernet, run.op_rows, x, y, self.replicas)
             if not math.isfinite(stats["darts/valid_loss"]):
                 raise SearchDiverged(f"the DARTS validation loss is {stats['darts/valid_loss']} at stage "
                                      f"{run.stage + 1}, epoch {epoch + 1}, step {step + 1}; "
@@ -352,10 +384,11 @@ class ProgressiveSearch:
         correct = torch.zeros((), device=self.device)
         total = 0
         with torch.no_grad():
-            for x, y in chosen:
+            for batch in chosen:
+                x, y = self.replicas.shard(*batch)
                 correct += (supernet(x).argmax(1) == y).sum()
-                total += y.shape[0]
-        return 100.0 * float(correct) / max(total, 1)
+                total += batch[1].shape[0]
+        return 100.0 * float(self.replicas.sum(correct)) / max(total, 1)
 
     def choice_generator(self, stage: int, purpose: str) -> torch.Generator | None:
         """random: a fresh generator per (seed, stage, purpose), so its shrink and derivation are uniformly random
@@ -392,6 +425,8 @@ class ProgressiveSearch:
 
     def log_policy(self, run: StageRun, logger: RunLogger) -> None:
         """Per-edge argmax index and probabilities, once per epoch (the lab log's main TensorBoard view)."""
+        if not self.replicas.is_main:
+            return
         prefix = f"stage{run.stage + 1}/"
         greedy = run.controller.greedy().tolist()
         for d, a, (label, probs) in zip(run.controller.decisions, greedy, run.controller.probabilities().items()):
@@ -415,6 +450,7 @@ class ProgressiveSearch:
         return {"argmax_frozen_share": frozen, "top_op_share": top}
 
     def finish_stage(self, run: StageRun, logger: RunLogger) -> dict[str, Any]:
+        self.replicas.check_in_step(run.supernet, f"at the end of stage {run.stage + 1}")
         greedy = self.greedy_sample(run)
         return {"stage": run.stage + 1, "layers": self.settings.layers[run.stage], "edge_ops": run.edge_ops,
                 "probabilities": run.controller.probabilities(), "greedy_sample": greedy,
@@ -472,24 +508,43 @@ def run_search(settings: SearchSettings, output_dir: str | Path, resume: bool = 
         if not (out / CHECKPOINT).exists():
             raise UserError(f"--resume: no checkpoint in {out}; start without --resume")
         resume_state = ckpt.load(out / CHECKPOINT)
-        saved = {"controller": "reinforce", **resume_state["settings"]}  # checkpoints older than that setting
+        # checkpoints older than these settings
+        saved = {"controller": "reinforce", "devices": 1, **resume_state["settings"]}
         if saved != settings.to_dict():
             changed = sorted(k for k, v in settings.to_dict().items() if saved.get(k) != v)
-            if set(changed) - {"progress", "device"}:
+            if set(changed) - {"progress", "device", "devices"}:  # where it runs may change, not what it computes
                 raise UserError(f"--resume: settings differ from the checkpoint's in {changed}")
     device = resolve_device(settings.device)
-    if settings.threads > 0:
-        torch.set_num_threads(settings.threads)
+    check_devices(settings.devices, device, settings.batch_size)
+    # loaded here first even with several replicas: a bad dataset fails before anything is spawned, and a JPEG
+    # folder is decoded into its cache once instead of by every replica at the same time
     data = load_dataset(settings.dataset, "train", data_dir=settings.data_dir, download=settings.download)
-    train_set, valid_set = search_split(data, settings.train_portion, settings.split_seed)
     if not resume:
         for stale in (CHECKPOINT, "metrics.jsonl", "genotype.json"):
             (out / stale).unlink(missing_ok=True)
         shutil.rmtree(out / "tensorboard", ignore_errors=True)
-        ckpt.seed_everything(settings.seed)
     out.mkdir(parents=True, exist_ok=True)
-    search = ProgressiveSearch(settings, out, train_set, valid_set, device, on_epoch,
-                               settings.progress if progress is None else progress, initial_ops)
-    doc = search.run(resume_state)
+    show = settings.progress if progress is None else progress
+    if settings.devices > 1:
+        doc = launch(_search_replica, settings.devices, device.type, on_epoch, settings, out, resume_state, show,
+                     initial_ops, None)
+    else:
+        doc = _search_replica(Replicas(device), on_epoch, settings, out, resume_state, show, initial_ops, data)
     ckpt.atomic_write_text(json.dumps(doc, indent=2) + "\n", out / "genotype.json")
     return doc
+
+
+def _search_replica(replicas: Replicas, on_epoch: EpochCallback | None, settings: SearchSettings, out: Path,
+                    resume_state: dict[str, Any] | None, progress: bool, initial_ops: dict | None,
+                    data: ImageSet | None) -> dict[str, Any]:
+    """One replica's whole search (the only one on a single device). Spawned replicas load the data themselves
+    (from the cache the launcher warmed) rather than receive a pickled copy."""
+    if settings.threads > 0:
+        torch.set_num_threads(settings.threads)
+    if data is None:
+        data = load_dataset(settings.dataset, "train", data_dir=settings.data_dir, download=settings.download)
+    train_set, valid_set = search_split(data, settings.train_portion, settings.split_seed)
+    if resume_state is None:
+        ckpt.seed_everything(settings.seed)
+    search = ProgressiveSearch(settings, out, train_set, valid_set, replicas, on_epoch, progress, initial_ops)
+    return search.run(resume_state)

@@ -79,6 +79,7 @@ class SearchSettings:
     # --- run
     seed: int = 0
     device: str = "auto"
+    devices: int = 1  # data-parallel replicas (Lightning Fabric, ddp_spawn); the batch is split across them
     threads: int = 0  # CPU threads for torch; 0 leaves torch's default (tiny demo nets run fastest on 1)
     progress: bool = True
 
@@ -115,7 +116,7 @@ class SearchSettings:
                     "truncation": self.truncation, "batch_size": self.batch_size, "channels": self.channels,
                     "rl_interval_steps": self.rl_interval_steps, "samples_per_update": self.samples_per_update,
                     "eval_layers": self.eval_layers, "eval_channels": self.eval_channels,
-                    "recent_window": self.recent_window}
+                    "recent_window": self.recent_window, "devices": self.devices}
         for name, value in positive.items():
             if not value > 0:
                 raise UserError(f"{name} must be > 0, got {value}")

@@ -29,6 +29,7 @@ COMMON_FLAGS = {
     "batch_size": "batch size",
     "seed": "random seed",
     "device": "auto | cpu | cuda[:N]",
+    "devices": "data-parallel replicas for one search (GPUs; on cpu, processes); batch_size is split across them",
 }
 
 

@@ -120,11 +120,17 @@ class TrialSession:
             self.parameter_id = self._record.get("parameter_id")
         self._channel = get_default_trial_command_channel()
         self.output_dir.mkdir(parents=True, exist_ok=True)
+        # Which copy of the code runs: on remote machines it is NNI's upload of trialCodeDirectory
+        # (<remote exp dir>/trials/<trial>/code), not the package installed in the machine's environment.
+        package_dir = str(Path(__file__).resolve().parents[1])
         record = {"trial_id": self.trial_id, "sequence_id": self.sequence_id, "parameter_id": self.parameter_id,
-                  "parameters": self.parameters, "received_parameter_id": received_id}
+                  "parameters": self.parameters, "received_parameter_id": received_id,
+                  "platform": os.environ.get("NNI_PLATFORM"), "package_dir": package_dir}
         (self.output_dir / "nni_parameters.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
         logger.info("trial %s runs parameter_id %s (received parameter_id %s): %s", self.trial_id,
                     self.parameter_id, received_id, json.dumps(self.parameters, default=str))
+        logger.info("trial %s: NNI platform %s, code %s, output %s", self.trial_id, record["platform"],
+                    package_dir, self.output_dir)
         return self
 
     def _assigned_record(self, attempts: int = 10) -> dict[str, Any] | None:

@@ -302,6 +302,9 @@ def test_remote_yml_runs_over_ssh(remote_experiment):
         assert record["package_dir"] == str(remote_trial / "code" / "nni_offpolicy")
         assert (remote_trial / "nnioutput" / "genotype.json").is_file()
         assert job["logPath"].startswith(f"file://127.0.0.1:{exp.remote_dir}/envs/"), job["logPath"]
+        # the trial's log lines reach the trial runner's stdout on that machine
+        runner_log = "".join(p.read_text() for p in exp.remote_dir.glob("envs/*/trialrunner_stdout"))
+        assert f"trial {trial}: NNI platform remote, code {remote_trial / 'code' / 'nni_offpolicy'}" in runner_log
     assert seen_ids == {0, 1}
     assert not (exp.dir / "environments").exists()  # the local training service's layout
 

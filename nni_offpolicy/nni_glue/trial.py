@@ -22,6 +22,10 @@ record the manager assigned to it.
 It also links ``<experiment dir>/trials/<trial id>/output`` to ``$NNI_OUTPUT_DIR``: the web UI's TensorBoard
 button reads ``<experiment dir>/trials/<trial id>/output/tensorboard`` while the local training service gives
 the trial ``<experiment dir>/environments/<env>/trials/<trial id>`` as its output directory.
+
+And it gives our log messages a handler where NNI gives them none (``ensure_log_handler``): on the remote
+training service with ``reuseMode: true`` NNI attaches its stdout handler to the ``nni`` logger only, so the
+trial's INFO lines (which parameters and which copy of the code it runs, its final result) were dropped.
 """
 from __future__ import annotations
 
@@ -98,6 +102,8 @@ class TrialSession:
         import nni
         from nni.runtime.trial_command_channel import get_default_trial_command_channel
 
+        if self.in_nni:
+            ensure_log_handler()
         received_id = None
         if self.in_nni:
             parameters = nni.get_next_parameter()
@@ -120,11 +126,17 @@ class TrialSession:
             self.parameter_id = self._record.get("parameter_id")
         self._channel = get_default_trial_command_channel()
         self.output_dir.mkdir(parents=True, exist_ok=True)
+        # Which copy of the code runs: on remote machines it is NNI's upload of trialCodeDirectory
+        # (<remote exp dir>/trials/<trial>/code), not the package installed in the machine's environment.
+        package_dir = str(Path(__file__).resolve().parents[1])
         record = {"trial_id": self.trial_id, "sequence_id": self.sequence_id, "parameter_id": self.parameter_id,
-                  "parameters": self.parameters, "received_parameter_id": received_id}
+                  "parameters": self.parameters, "received_parameter_id": received_id,
+                  "platform": os.environ.get("NNI_PLATFORM"), "package_dir": package_dir}
         (self.output_dir / "nni_parameters.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
         logger.info("trial %s runs parameter_id %s (received parameter_id %s): %s", self.trial_id,
                     self.parameter_id, received_id, json.dumps(self.parameters, default=str))
+        logger.info("trial %s: NNI platform %s, code %s, output %s", self.trial_id, record["platform"],
+                    package_dir, self.output_dir)
         return self
 
     def _assigned_record(self, attempts: int = 10) -> dict[str, Any] | None:
@@ -254,6 +266,25 @@ class TrialSession:
             logger.warning("cannot link %s -> %s: %s", link, target, exc)
             return None
         return link
+
+
+def ensure_log_handler() -> None:
+    """Send this package's INFO messages to stdout when nothing else would show them.
+
+    ``import nni`` configures logging per platform (``nni/runtime/log.py``): a local trial gets a root handler
+    writing ``trial.log``, but a trial under a reusable training service (remote with ``reuseMode: true``, whose
+    trial runner forwards the trial's stdout) only gets a stdout handler on the ``nni`` logger. Without a handler
+    of our own, ``nni_offpolicy`` INFO lines vanish there (warnings and errors reach stderr through logging's
+    last resort only).
+    """
+    ours = logging.getLogger("nni_offpolicy")
+    if logging.getLogger().handlers or ours.handlers:
+        return
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("[%(asctime)s] %(levelname)s (%(name)s) %(message)s"))
+    ours.addHandler(handler)
+    if ours.level == logging.NOTSET or ours.level > logging.INFO:
+        ours.setLevel(logging.INFO)
 
 
 def log_failure(exc: BaseException) -> None:

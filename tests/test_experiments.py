@@ -291,7 +291,9 @@ def test_failing_trial_fails_alone_and_export_errors(nni, tmp_path, capsys):
     # epsilon 2.0 is out of range: that trial fails at once with a UserError; the other one searches.
     space = {"epsilon": {"_type": "choice", "_value": [0.3, 2.0]},
              "behaviour": {"_type": "choice", "_value": ["egreedy"]}}
-    config = search_config(tmp_path, space, concurrency=2, max_trials=2)
+    # The good trial runs as two data-parallel replicas (CPU processes): its reports come from the launching
+    # process, which must still attribute them to the trial's own parameter id.
+    config = search_config(tmp_path, space, concurrency=2, max_trials=2, extra="--set devices=2")
     # Force NNI 3.0's parameter race: trial 0 asks for its parameters after trial 1, so the manager's queue hands
     # trial 1 the parameters submitted for trial 0 (and vice versa). The trials must notice and run their own.
     config["trialCommand"] = f'if [ "$NNI_TRIAL_SEQ_ID" = 0 ]; then sleep 8; fi; {config["trialCommand"]}'
@@ -315,6 +317,8 @@ def test_failing_trial_fails_alone_and_export_errors(nni, tmp_path, capsys):
     assert len(periodical) >= 2 and len(final) == 1
     ok_record = exp.received(ok["trialJobId"])
     assert int(final[0]["parameterId"]) == ok_record["parameter_id"]
+    assert all(int(r["parameterId"]) == ok_record["parameter_id"] for r in periodical)
+    assert json.loads((Path(ok["logPath"]) / "genotype.json").read_text())["settings"]["devices"] == 2
     assert "Traceback" not in (exp.dir / "log" / "dispatcher.log").read_text()
 
     # export ranks the one good trial, with the parameters it really ran with

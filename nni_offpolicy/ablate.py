@@ -28,8 +28,7 @@ import json
 import math
 import statistics
 import time
-import typing
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -151,7 +150,9 @@ def plan_ablation(preset: str = "demo", variants: str | Sequence[str] = tuple(VA
         raise UserError(f"--retrain-epochs must be >= 1, got {retrain_epochs}")
     if retrain_overrides and retrain_epochs is None:
         raise UserError("--retrain-set needs --retrain-epochs N")
-    retrain_overrides = _retrain_overrides(retrain_overrides or {})
+    from .retrain import coerce_overrides
+
+    retrain_overrides = coerce_overrides(retrain_overrides or {}, "--retrain-set", RETRAIN_RESERVED)
     output = Path(output or f"runs/ablate-{preset}")
     runs = []
     for variant in variants:
@@ -203,50 +204,6 @@ def _check_existing(run: Run) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- retrain
-def _retrain_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
-    from .retrain import RetrainSettings
-
-    hints = typing.get_type_hints(RetrainSettings)
-    known = {f.name for f in fields(RetrainSettings)}
-    out: dict[str, Any] = {}
-    for name, value in overrides.items():
-        key = name.replace("-", "_")
-        if key in RETRAIN_RESERVED:
-            raise UserError(f"--retrain-set {key}: set by {RETRAIN_RESERVED[key]}")
-        if key not in known:
-            raise UserError(f"--retrain-set: unknown retrain setting {name!r}; allowed: "
-                            f"{', '.join(sorted(known - set(RETRAIN_RESERVED)))}")
-        out[key] = _coerce_retrain(key, value, hints[key])
-    return out
-
-
-def _coerce_retrain(name: str, value: Any, hint: Any) -> Any:
-    if not isinstance(value, str):
-        return value
-    args = typing.get_args(hint)
-    optional = type(None) in args
-    kind = next((a for a in args if a is not type(None)), hint) if args else hint
-    if optional and value.lower() in ("none", ""):
-        return None
-    if kind is bool:
-        if value.lower() in ("1", "true", "yes", "on"):
-            return True
-        if value.lower() in ("0", "false", "no", "off"):
-            return False
-        raise UserError(f"--retrain-set {name}: expected true/false, got {value!r}")
-    if kind in (int, float):
-        try:
-            number = float(value)
-        except ValueError:
-            raise UserError(f"--retrain-set {name}: expected a number, got {value!r}") from None
-        if kind is int:
-            if not number.is_integer():
-                raise UserError(f"--retrain-set {name}: expected an integer, got {value!r}")
-            return int(number)
-        return number
-    return value
-
-
 def retrain_settings(plan: Plan, search: SearchSettings, doc: Mapping[str, Any], seed: int, genotype: str):
     """The short retrain schedule shared by every derived cell and the published reference: the network at the
     search's evaluation size (the size params/FLOPs are reported at), cutout at most half the image side

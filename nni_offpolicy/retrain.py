@@ -21,9 +21,10 @@ import logging
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+import typing
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import torch
 from torch import nn
@@ -288,6 +289,56 @@ def checkpoint_settings(output_dir: str | Path) -> dict[str, Any] | None:
 def _write_metrics(path: Path, history: list[dict[str, Any]]) -> None:
     atomic_write_text("".join(json.dumps(row) + "\n" for row in history), path)
 
+
+
+def coerce_overrides(overrides: Mapping[str, Any], where: str,
+                     reserved: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Retrain settings from text or loosely typed values (``--retrain-set`` strings, an NNI tuner's numbers:
+    TPE hands ``600.0`` for an int) to the dataclass's types, with one clear error per bad entry.
+    ``where`` names the source in errors; ``reserved`` maps settings the caller sets itself to what sets them."""
+    hints = typing.get_type_hints(RetrainSettings)
+    known = {f.name for f in fields(RetrainSettings)}
+    reserved = reserved or {}
+    out: dict[str, Any] = {}
+    for name, value in overrides.items():
+        key = name.replace("-", "_")
+        if key in reserved:
+            raise UserError(f"{where} {key}: set by {reserved[key]}")
+        if key not in known:
+            raise UserError(f"{where}: unknown retrain setting {name!r}; allowed: "
+                            f"{', '.join(sorted(known - set(reserved)))}")
+        out[key] = _coerce(f"{where} {key}", value, hints[key])
+    return out
+
+
+def _coerce(what: str, value: Any, hint: Any) -> Any:
+    args = typing.get_args(hint)
+    optional = type(None) in args
+    kind = next((a for a in args if a is not type(None)), hint) if args else hint
+    if value is None or (optional and isinstance(value, str) and value.lower() in ("none", "")):
+        return None
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise UserError(f"{what}: expected true/false, got {value!r}")
+    if kind in (int, float):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise UserError(f"{what}: expected a number, got {value!r}") from None
+        if kind is int:
+            if not number.is_integer():
+                raise UserError(f"{what}: expected an integer, got {value!r}")
+            return int(number)
+        return number
+    if kind is str:
+        return str(value)
+    return value
 
 def run_retrain(settings: RetrainSettings, output_dir: str | Path, resume: bool = False,
                 on_epoch: Callable[[dict], None] | None = None, progress: bool = True) -> dict[str, Any]:

@@ -38,13 +38,6 @@ def _flags(overrides):
     return [f for k, v in overrides.items() for f in ("--set", f"{k}={v}")]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="module")
 def grid(tmp_path_factory):

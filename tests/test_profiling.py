@@ -5,7 +5,6 @@ import json
 import random
 
 import pytest
-import torch
 
 import nni_offpolicy.profiling as profiling
 from nni_offpolicy.cli import main
@@ -31,14 +30,6 @@ def random_genotype(rng: random.Random, nodes: int = 4) -> Genotype:
 def random_nb201(rng: random.Random) -> dict[str, str]:
     return {f"cell/op_{j}_{i}": rng.choice(NB201_OPS) for j in range(1, 4) for i in range(j)}
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Batch-1 forwards of small networks: one thread is faster, and much faster on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

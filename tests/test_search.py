@@ -27,13 +27,6 @@ TINY = {"layers": "3,3,3", "epochs": "2,2,2", "warmup_epochs": "1,1,1", "ops_kep
         "eval_channels": 8, "progress": False, "threads": 1}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def uniform_probs(edge_ops, family="darts"):
     c = OffPolicyController(build_decisions(family, edge_ops))

@@ -125,35 +125,6 @@ def run_search_trial(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------------------------------- retrain
-def _coerce_retrain(overrides: Mapping[str, Any]) -> dict[str, Any]:
-    from ..retrain import RetrainSettings
-    from .retrain import _scalar_type
-
-    hints = typing.get_type_hints(RetrainSettings)
-    known = {f.name for f in fields(RetrainSettings)}
-    out: dict[str, Any] = {}
-    for name, value in overrides.items():
-        key = name.replace("-", "_")
-        if key not in known:
-            raise UserError(f"unknown retrain setting {name!r} in the trial's parameters; allowed: "
-                            f"{', '.join(sorted(known))}")
-        kind = _scalar_type(hints[key])
-        if value is None or kind is str:
-            out[key] = value if value is None else str(value)
-        elif kind is bool:
-            out[key] = value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes", "on")
-        elif kind is int:
-            number = float(value)
-            if not number.is_integer():
-                raise UserError(f"{key}: expected an integer, got {value!r}")
-            out[key] = int(number)
-        elif kind is float:
-            out[key] = float(value)
-        else:
-            out[key] = value
-    return out
-
-
 def _source_entry(genotype: str, index: int | None) -> dict[str, Any]:
     """The exported top-K entry a retrain trial trains (trial id, rank), when the file is one."""
     path = Path(genotype)
@@ -177,10 +148,10 @@ def _source_entry(genotype: str, index: int | None) -> dict[str, Any]:
 
 def run_retrain_trial(args: argparse.Namespace) -> int:
     def body(session) -> None:
-        from ..retrain import RetrainSettings, run_retrain
+        from ..retrain import RetrainSettings, coerce_overrides, run_retrain
 
         given = {f.name: getattr(args, f.name) for f in fields(RetrainSettings) if hasattr(args, f.name)}
-        values = {**given, **_coerce_retrain(session.parameters)}
+        values = {**given, **coerce_overrides(session.parameters, "the trial's parameters")}
         if "genotype" not in values:
             raise UserError("trial retrain needs --genotype (a top-K file from 'nni-offpolicy export', a genotype "
                             "JSON, or a built-in name)")

@@ -25,6 +25,7 @@ from torch import nn
 # Distinct graphs a stage's ops need: ~8 op classes x 3 resolutions x stride 1/2 x grad/no-grad x batch sizes.
 # torch's default (8 per code object) would silently fall back to eager for most of them.
 COMPILE_RECOMPILE_LIMIT = 512
+COMPILE_BACKEND = "inductor"  # tests switch to "eager": the wiring is checked without paying for a compiler
 # Parameter-free ops whose forward is one trivial tensor op: compiling them only adds guard checks.
 NOT_COMPILED = ("Identity", "Zero")
 
@@ -73,15 +74,13 @@ class Accel:
         if self.channels_last:
             model.to(memory_format=torch.channels_last)
         if self.compile == "ops":
-            import torch._dynamo
+            from torch._dynamo import config
 
-            torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit,
-                                                       COMPILE_RECOMPILE_LIMIT)
-            torch._dynamo.config.accumulated_recompile_limit = max(
-                torch._dynamo.config.accumulated_recompile_limit, 8 * COMPILE_RECOMPILE_LIMIT)
+            config.recompile_limit = max(config.recompile_limit, COMPILE_RECOMPILE_LIMIT)
+            config.accumulated_recompile_limit = max(config.accumulated_recompile_limit, 8 * COMPILE_RECOMPILE_LIMIT)
             for op in ops:
                 if type(op).__name__ not in NOT_COMPILED:
-                    op.compile(dynamic=False)
+                    op.compile(dynamic=False, backend=COMPILE_BACKEND)
         return model
 
     def forward(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -71,6 +71,8 @@ class Accel:
     def prepare(self, model: nn.Module, ops: Iterable[nn.Module] = ()) -> nn.Module:
         """Layout of ``model``'s weights, and compilation of each module in ``ops`` (a stage's candidate ops).
         In place: parameter names and state dicts stay as they were, so checkpoints do not depend on it."""
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # shapes are fixed within a stage: pick the fastest kernels once
         if self.channels_last:
             model.to(memory_format=torch.channels_last)
         if self.compile == "ops":

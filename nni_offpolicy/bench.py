@@ -13,6 +13,10 @@ epoch with controller updates, epoch 4 a warm one. The protocol is then extrapol
                          + stage-end evaluation + fixed (what epochs 1 and 3 took beyond 2 and 4)
     full protocol      = sum of stages + finish (final evaluations and genotype.json)
 
+Each run's measurement stays in its folder (``bench_run.json``): a re-run with the same ``--output`` and settings
+on the same device reuses it (``--fresh`` measures again), so the bench can be run in pieces where one command's
+time is limited; the JSON then holds every run asked for.
+
 A *cycle* is the wall time from one epoch's end to the next's (callback to callback): the step loop, the epoch's
 monitoring evaluation, TensorBoard logging and the checkpoint, everything a real epoch pays. Measured at the real
 number of steps and epochs, the extrapolation is exactly the run's wall time (tests/test_bench.py checks it).
@@ -77,6 +81,7 @@ class BenchPlan:
     device: str
     fast_precision: str  # what precision=auto resolves to on this device
     overrides: dict[str, Any] = field(default_factory=dict)
+    fresh: bool = False  # measure every run again, even one measured earlier in --output
 
 
 def default_dataset(roots: Sequence[Path] | None = None) -> str:
@@ -106,7 +111,7 @@ def plan_bench(preset: str = "pdarts", dataset: str | None = None, device: str =
                batch_size: int | None = None, layers: str | None = None,
                weight_modes: str | Sequence[str] = ("mixed", "path"), precisions: str | Sequence[str] | None = None,
                overrides: Mapping[str, Any] | None = None, output: str | Path | None = None,
-               json_path: str | Path | None = None, verbose: bool = False) -> BenchPlan:
+               json_path: str | Path | None = None, verbose: bool = False, fresh: bool = False) -> BenchPlan:
     """Check every flag and every run's settings before any data is loaded; one ``UserError`` line otherwise."""
     from .accel import resolve_precision
     from .devices import resolve_device
@@ -145,7 +150,7 @@ def plan_bench(preset: str = "pdarts", dataset: str | None = None, device: str =
                 "warmup_epochs": BENCH_WARMUP, "max_steps_per_epoch": steps, "progress": verbose})
             runs.append(BenchRun(mode, precision, settings, output / f"{mode}-{precision}"))
     json_out = None if json_path == "-" else Path(json_path or output / "bench.json")
-    return BenchPlan(preset, protocol, runs, steps, output, json_out, protocol.device, fast, overrides)
+    return BenchPlan(preset, protocol, runs, steps, output, json_out, protocol.device, fast, overrides, fresh)
 
 
 # ---------------------------------------------------------------------------------------------------- arithmetic
@@ -194,42 +199,68 @@ def extrapolate(epochs: Sequence[Mapping[str, Any]], stage_eval_s: Sequence[floa
 
 
 # ---------------------------------------------------------------------------------------------------- running
-def _measure(run: BenchRun, protocol: SearchSettings, real_steps: int) -> dict[str, Any]:
-    """One short search; its epochs' end times come from the search's own per-epoch callback."""
+RAW = "bench_run.json"  # in each run's folder: what was measured, so a re-run with the same --output reuses it
+EPOCH_KEYS = ("stage", "epoch", "steps", "seconds", "t", "valid_acc", "peak_memory_gb", "controller_updates")
+
+
+def _measure(run: BenchRun, device_name: str) -> dict[str, Any]:
+    """One short search: its epochs' end times (from the search's own per-epoch callback) and its stages' records.
+    Kept in the run's folder, with what it was measured with, so a re-run can reuse it."""
+    from . import checkpoint as ckpt
     from .search import run_search
 
+    (run.dir / RAW).unlink(missing_ok=True)
     epochs: list[dict[str, Any]] = []
 
     def on_epoch(record: dict) -> None:
-        epochs.append({**record, "t": time.perf_counter()})
+        epochs.append({**{k: record.get(k) for k in EPOCH_KEYS}, "t": time.perf_counter()})
 
     started = time.perf_counter()
     doc = run_search(run.settings, run.dir, on_epoch=on_epoch)
     ended = time.perf_counter()
-    timing = extrapolate(epochs, [st["eval_seconds"] for st in doc["stages"]], started, ended,
-                         protocol.warmup_epochs, protocol.epochs, real_steps)
-    batch = run.settings.batch_size
+    raw = {"settings": run.settings.to_dict(), "device": device_name, "started": started, "ended": ended,
+           "epochs": epochs, "stage_eval_s": [st["eval_seconds"] for st in doc["stages"]],
+           "supernet_valid_acc": [st["supernet_valid_acc"] for st in doc["stages"]]}
+    ckpt.atomic_write_text(json.dumps(raw) + "\n", run.dir / RAW)
+    return raw
+
+
+def _reusable(run: BenchRun, device_name: str) -> dict[str, Any] | None:
+    """An earlier measurement of exactly this run on this device, or None."""
+    try:
+        raw = json.loads((run.dir / RAW).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if raw.get("settings") != run.settings.to_dict() or raw.get("device") != device_name:
+        return None
+    return raw
+
+
+def summarise_run(run: BenchRun, raw: Mapping[str, Any], protocol: SearchSettings, real_steps: int
+                  ) -> dict[str, Any]:
+    """One run's figures: the extrapolation, images/s, peak memory and accuracy per stage, the schedule it ran."""
+    epochs = raw["epochs"]
+    timing = extrapolate(epochs, raw["stage_eval_s"], raw["started"], raw["ended"], protocol.warmup_epochs,
+                         protocol.epochs, real_steps)
     initial_ops = _ops_per_stage(protocol)
-    for st, summary in zip(timing["stages"], doc["stages"]):
+    for st in timing["stages"]:
         s = st["stage"]
-        mine = [e for e in epochs if e["stage"] == s]
         for phase in PHASES:
-            st[phase]["images_per_s"] = batch / st[phase]["s_per_step"] if st[phase]["s_per_step"] > 0 else None
-        st["layers"] = protocol.layers[s - 1]
-        st["ops_per_edge"] = initial_ops[s - 1]
-        peaks = [e["peak_memory_gb"] for e in mine if e.get("peak_memory_gb") is not None]
+            per_step = st[phase]["s_per_step"]
+            st[phase]["images_per_s"] = run.settings.batch_size / per_step if per_step > 0 else None
+        st["layers"], st["ops_per_edge"] = protocol.layers[s - 1], initial_ops[s - 1]
+        peaks = [e["peak_memory_gb"] for e in epochs if e["stage"] == s and e["peak_memory_gb"] is not None]
         st["peak_memory_gb"] = max(peaks) if peaks else None
-        st["supernet_valid_acc"] = summary["supernet_valid_acc"]
+        st["supernet_valid_acc"] = raw["supernet_valid_acc"][s - 1]
     updates = epochs[-1]["controller_updates"] if epochs else 0
     return {
         "weight_mode": run.weight_mode, "precision": run.precision,
         "channels_last": run.settings.channels_last, "compile": run.settings.compile,
         "output_dir": str(run.dir), **timing, "full_protocol_h": timing["full_protocol_s"] / 3600,
-        "stage1_valid_acc": doc["stages"][0]["supernet_valid_acc"],
+        "stage1_valid_acc": raw["supernet_valid_acc"][0],
         "steps_run": sum(int(e["steps"]) for e in epochs), "controller_updates": updates,
         "reward_samples": updates * run.settings.samples_per_update,
-        "epochs": [{k: e[k] for k in ("stage", "epoch", "steps", "seconds", "valid_acc", "peak_memory_gb")}
-                   for e in epochs],
+        "epochs": [{k: e[k] for k in EPOCH_KEYS if k != "t"} for e in epochs],
     }
 
 
@@ -241,15 +272,18 @@ def _ops_per_stage(settings: SearchSettings) -> list[int]:
     return [first] + list(settings.ops_kept[:-1])
 
 
-def _device_name(device: str) -> str:
+def _device_name(settings: SearchSettings) -> str:
+    import os
+
     import torch
 
     from .devices import resolve_device
 
-    d = resolve_device(device)
+    d = resolve_device(settings.device)
     if d.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(d)})"
-    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads)"
+    threads = settings.threads or torch.get_num_threads()
+    return f"cpu ({platform.machine()}, {os.cpu_count()} cores, {threads} torch threads)"
 
 
 def run_bench(plan: BenchPlan, log: Log | None = None) -> dict[str, Any]:
@@ -266,15 +300,20 @@ def run_bench(plan: BenchPlan, log: Log | None = None) -> dict[str, Any]:
     real_steps = len(train) // p.batch_size  # the search's loader drops the last partial batch
     if real_steps < 1:
         raise UserError(f"batch size {p.batch_size} exceeds the {len(train)} training images of {p.dataset}")
+    device_name = _device_name(p)
     results = []
     for k, run in enumerate(plan.runs, start=1):
-        result = _measure(run, p, real_steps)
+        raw = None if plan.fresh else _reusable(run, device_name)
+        reused = raw is not None
+        raw = raw or _measure(run, device_name)
+        result = summarise_run(run, raw, p, real_steps)
         results.append(result)
         parts = ", ".join(f"stage {st['stage']} {st['weights_only']['s_per_epoch']:.1f}/"
                           f"{st['controller']['s_per_epoch']:.1f} s/epoch" for st in result["stages"])
         log(f"[{k}/{len(plan.runs)}] {run.name}: full protocol ~ {_duration(result['full_protocol_s'])} ({parts}; "
             f"weights-only/controller), stage-1 supernet valid acc {result['stage1_valid_acc']:.1f} %, "
-            f"measured in {result['measured_wall_s']:.0f} s -> {run.dir}")
+            f"{'reused (measured earlier' if reused else 'measured'} in {result['measured_wall_s']:.0f} s"
+            f"{')' if reused else ''} -> {run.dir}")
     for r in results:
         partner = next((o for o in results if o["weight_mode"] == r["weight_mode"] and o["precision"] == "fp32"),
                        None)
@@ -287,7 +326,7 @@ def run_bench(plan: BenchPlan, log: Log | None = None) -> dict[str, Any]:
         r["speedup_vs_anchor"] = anchor["full_protocol_h"] * 3600 / r["full_protocol_s"] if anchor else None
     doc = {
         "version": 1, "created": datetime.datetime.now().isoformat(timespec="seconds"),
-        "device": _device_name(plan.device), "torch": torch.__version__, "preset": plan.preset,
+        "device": device_name, "torch": torch.__version__, "preset": plan.preset,
         "dataset": p.dataset, "train_images": len(train), "batch_size": p.batch_size,
         "steps_measured": plan.steps, "steps_per_epoch": real_steps,
         "protocol": {"layers": p.layers, "ops_per_edge": _ops_per_stage(p), "epochs": p.epochs,

@@ -172,6 +172,13 @@ def test_bench_cli_end_to_end_same_schedule_in_fp32_and_bf16(tmp_path, capsys):
     summary = json.loads((out / "path-bf16" / "genotype.json").read_text())
     assert summary["settings"]["precision"] == "bf16"
     assert all(st["eval_seconds"] > 0 for st in summary["stages"])
+    # Again into the same folder: both runs are reused, not measured; with --json - the JSON goes to stdout
+    code = main(["bench", *TINY_BENCH, "--weight-modes", "path", "--precisions", "bf16,fp32", "--output", str(out),
+                 "--json", "-"])
+    captured = capsys.readouterr()
+    assert code == 0 and captured.err.count("reused") == 2 and "full protocol" in captured.err, captured.err
+    again = json.loads(captured.out)
+    assert [r["full_protocol_s"] for r in again["runs"]] == [r["full_protocol_s"] for r in doc["runs"]]
 
 
 @pytest.mark.parametrize("argv,expected", [

@@ -32,6 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--output", "-o", default=None, help="folder for the searches (default runs/bench-<preset>)")
     p.add_argument("--json", dest="json_path", default=None, metavar="FILE",
                    help="where the JSON goes (default OUTPUT/bench.json; - for stdout)")
+    p.add_argument("--fresh", action="store_true",
+                   help="measure every run again (default: reuse a run measured earlier in --output with the same "
+                        "settings on the same device)")
     p.add_argument("--verbose", action="store_true", help="the searches' progress bars and per-epoch lines")
     p.set_defaults(func=run)
 
@@ -51,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
 
     plan = plan_bench(args.preset, args.dataset, args.device, args.steps, args.batch_size, args.layers,
                       args.weight_modes, args.precisions, _pairs(args.overrides), args.output, args.json_path,
-                      args.verbose)
+                      args.verbose, args.fresh)
     doc = run_bench(plan)
     table_to = sys.stderr if plan.json_path is None else sys.stdout  # stdout carries the JSON with --json -
     print(format_table(doc), file=table_to)

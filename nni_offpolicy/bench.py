@@ -78,7 +78,6 @@ class BenchPlan:
     steps: int
     output: Path
     json_path: Path | None  # None: stdout
-    device: str
     fast_precision: str  # what precision=auto resolves to on this device
     overrides: dict[str, Any] = field(default_factory=dict)
     fresh: bool = False  # measure every run again, even one measured earlier in --output
@@ -126,7 +125,11 @@ def plan_bench(preset: str = "pdarts", dataset: str | None = None, device: str =
         raise UserError(f"--steps must be a positive integer, got {steps!r}")
     modes = _list(weight_modes, "--weight-modes", WEIGHT_MODES)
     base = dict(overrides)
-    base["dataset"] = dataset or default_dataset()
+    # CIFAR-10 presets (pdarts, nb201) default to the local JPEG archive; the others keep their own data (demo: digits)
+    if dataset is None and SEARCH_PRESETS[preset].get("dataset", "").startswith("cifar"):
+        dataset = default_dataset()
+    if dataset is not None:
+        base["dataset"] = dataset
     base["device"] = device
     if batch_size is not None:
         base["batch_size"] = batch_size
@@ -150,7 +153,7 @@ def plan_bench(preset: str = "pdarts", dataset: str | None = None, device: str =
                 "warmup_epochs": BENCH_WARMUP, "max_steps_per_epoch": steps, "progress": verbose})
             runs.append(BenchRun(mode, precision, settings, output / f"{mode}-{precision}"))
     json_out = None if json_path == "-" else Path(json_path or output / "bench.json")
-    return BenchPlan(preset, protocol, runs, steps, output, json_out, protocol.device, fast, overrides, fresh)
+    return BenchPlan(preset, protocol, runs, steps, output, json_out, fast, overrides, fresh)
 
 
 # ---------------------------------------------------------------------------------------------------- arithmetic
@@ -328,13 +331,14 @@ def run_bench(plan: BenchPlan, log: Log | None = None) -> dict[str, Any]:
         "version": 1, "created": datetime.datetime.now().isoformat(timespec="seconds"),
         "device": device_name, "torch": torch.__version__, "preset": plan.preset,
         "dataset": p.dataset, "train_images": len(train), "batch_size": p.batch_size,
-        "steps_measured": plan.steps, "steps_per_epoch": real_steps,
+        "steps_measured": min(plan.steps, real_steps), "steps_per_epoch": real_steps,
         "protocol": {"layers": p.layers, "ops_per_edge": _ops_per_stage(p), "epochs": p.epochs,
                      "warmup_epochs": p.warmup_epochs, "channels": p.channels, "rl_interval_steps":
                          p.rl_interval_steps, "samples_per_update": p.samples_per_update},
         "bench_epochs": {"epochs_per_stage": BENCH_EPOCHS, "warmup_epochs": BENCH_WARMUP},
         "overrides": {k: str(v) for k, v in plan.overrides.items()},
-        "runs": results, "anchor": anchor, "anchor_note": why_not, "targets": targets(plan.preset, results) if comparable else {},
+        "runs": results, "anchor": anchor, "anchor_note": why_not,
+        "targets": targets(plan.preset, results) if comparable else {},
     }
     text = json.dumps(doc, indent=2) + "\n"
     if plan.json_path is None:

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 import nni_offpolicy.accel as accel_mod
 from nni_offpolicy.accel import Accel, NonFiniteWatch
-from nni_offpolicy.bench import default_dataset, extrapolate
+from nni_offpolicy.bench import default_dataset, extrapolate, plan_bench
 from nni_offpolicy.cli import main
 from nni_offpolicy.controller import OffPolicyController
 from nni_offpolicy.errors import UserError
@@ -208,3 +208,11 @@ def test_missing_default_dataset_names_where_it_looked(tmp_path):
     archive.parent.mkdir(parents=True)
     archive.touch()
     assert default_dataset([tmp_path]) == f"imagefolder:{archive}"
+
+
+def test_non_cifar_presets_keep_their_own_data(tmp_path):
+    plan = plan_bench("demo", steps=4, output=tmp_path / "b")
+    assert plan.protocol.dataset == "digits" and all(r.settings.dataset == "digits" for r in plan.runs)
+    assert [(r.weight_mode, r.precision) for r in plan.runs] == [("mixed", "fp32"), ("path", "fp32")]  # CPU: auto = fp32
+    assert all((r.settings.epochs, r.settings.max_steps_per_epoch) == ([4, 4, 4], 4) for r in plan.runs)
+    assert plan.protocol.epochs == [8, 8, 8]  # the protocol extrapolated keeps the preset's epochs

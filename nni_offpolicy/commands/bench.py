@@ -17,8 +17,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "on one H100. Prints a table; writes JSON (--json). Each search stays in --output.")
     p.add_argument("--preset", default="pdarts", help="protocol to time: pdarts (default, with the P-DARTS anchor), "
                                                       "nb201, or any search preset")
-    p.add_argument("--dataset", default=None, help="default: imagefolder: of shared/data/cifar10-jpeg.tar.gz next "
-                                                   "to or above the working directory or the repository")
+    p.add_argument("--dataset", default=None,
+                   help="default for the CIFAR-10 presets (pdarts, nb201): imagefolder: of "
+                        "shared/data/cifar10-jpeg.tar.gz next to or above the working directory or the repository; "
+                        "other presets keep their own (demo: digits)")
     p.add_argument("--device", default="auto", help="auto (default: the GPU when there is one) | cpu | cuda[:N]")
     p.add_argument("--steps", type=int, default=40, help="weight steps measured per epoch (default 40)")
     p.add_argument("--batch-size", type=int, default=None, help="default: the preset's (96)")

@@ -22,7 +22,7 @@ from search_spaces.presets import build_space, initial_edge_ops
 
 CPU = torch.device("cpu")
 # A tiny P-DARTS-shaped bench on digits: three stages, 8 -> 5 -> 3 ops, a few steps per epoch.
-TINY_BENCH = ["--dataset", "digits", "--layers", "3,3,3", "--batch-size", "64", "--steps", "3",
+TINY_BENCH = ["--device", "cpu", "--dataset", "digits", "--layers", "3,3,3", "--batch-size", "64", "--steps", "3",
               "--set", "channels=4", "--set", "rl_interval_steps=2", "--set", "samples_per_update=2",
               "--set", "eval_layers=5", "--set", "eval_channels=8", "--set", "threads=1"]
 
@@ -211,8 +211,9 @@ def test_missing_default_dataset_names_where_it_looked(tmp_path):
 
 
 def test_non_cifar_presets_keep_their_own_data(tmp_path):
-    plan = plan_bench("demo", steps=4, output=tmp_path / "b")
+    plan = plan_bench("demo", device="cpu", steps=4, output=tmp_path / "b")
     assert plan.protocol.dataset == "digits" and all(r.settings.dataset == "digits" for r in plan.runs)
-    assert [(r.weight_mode, r.precision) for r in plan.runs] == [("mixed", "fp32"), ("path", "fp32")]  # CPU: auto = fp32
+    # on a CPU auto is fp32: one run per weight mode
+    assert [(r.weight_mode, r.precision) for r in plan.runs] == [("mixed", "fp32"), ("path", "fp32")]
     assert all((r.settings.epochs, r.settings.max_steps_per_epoch) == ([4, 4, 4], 4) for r in plan.runs)
     assert plan.protocol.epochs == [8, 8, 8]  # the protocol extrapolated keeps the preset's epochs

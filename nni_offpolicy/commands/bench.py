@@ -11,7 +11,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "bench", help="time the P-DARTS protocol (or a preset's) per stage and phase; compare with P-DARTS",
         description="Run one short real search per weight mode x precision at the protocol's real shapes "
-                    f"(4 epochs of --steps steps per stage: a cold and a warm weights-only epoch, a first and a "
+                    "(4 epochs of --steps steps per stage: a cold and a warm weights-only epoch, a first and a "
                     "warm controller epoch), then extrapolate seconds per epoch per stage and phase, images/s, "
                     "peak GPU memory and the whole protocol's time, and compare with the official P-DARTS code "
                     "on one H100. Prints a table; writes JSON (--json). Each search stays in --output.")

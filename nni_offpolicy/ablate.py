@@ -47,7 +47,7 @@ RETRAIN_RESERVED = {"genotype": "the harness", "index": "the harness", "seed": "
                     "epochs": "--retrain-epochs"}
 REFERENCE_GENOTYPE = "pdarts"  # the published P-DARTS CIFAR-10 cell
 REFERENCE_DIR = "published-pdarts"
-SEARCH_MAY_DIFFER = {"progress", "device"}
+SEARCH_MAY_DIFFER = {"progress", "device", "precision", "channels_last", "compile"}  # how, not what
 
 COLUMNS = ["variant", "seed", "genotype", "best_sampled", "params_m", "flops_m", "derived_valid_acc",
            "best_sampled_valid_acc", "argmax_frozen_share", "top_op_share", "wall_time_s"]

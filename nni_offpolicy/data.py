@@ -550,21 +550,49 @@ class BatchLoader:
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """All batches of one epoch; a pure function of (data, seed, epoch)."""
-        generator = torch.Generator().manual_seed(_mix_seed(self.seed, epoch))
-        n = len(self.data)
-        order = torch.randperm(n, generator=generator) if self.train else torch.arange(n)
-        for i in range(len(self)):
-            idx = order[i * self.batch_size:(i + 1) * self.batch_size].to(self.device)
-            yield self._batch(idx, generator)
+        """All batches of one epoch; a pure function of (data, seed, epoch).
 
-    def _batch(self, idx: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.images[idx]
-        if self.train:
-            x = _crop_flip(x, self.data.pad, self.data.flip, generator)
-        x = x.float().mul_(self._scale).sub_(self._shift)
+        Every random number of the epoch (order, crop offsets, flips, cutout centres) is drawn up front, in the
+        order the batches use them, and reaches the device in one copy: a copy from host memory per batch would
+        make the host wait for the GPU at every step."""
+        generator = torch.Generator().manual_seed(_mix_seed(self.seed, epoch))
+        n, size = len(self.data), self.batch_size
+        order = torch.randperm(n, generator=generator) if self.train else torch.arange(n)
+        sizes = [min(size, n - i * size) for i in range(len(self))]
+        draws = [self._draw(k, generator) for k in sizes] if self.train else []
+        used = sum(sizes)
+        params = torch.cat(draws, dim=1) if draws else torch.zeros(5, 0, dtype=torch.long)  # [5, used]
+        blob = torch.cat([order[:used], params.flatten()]).to(self.device)
+        order, params = blob[:used], (blob[used:].view(5, used) if draws else None)
+        for i, k in enumerate(sizes):
+            start = i * size
+            yield self._batch(order[start:start + k], None if params is None else params[:, start:start + k])
+
+    def _draw(self, k: int, generator: torch.Generator) -> torch.Tensor:
+        """One batch's random numbers as rows (top, left, flip, cutout y, cutout x), drawn in the order the
+        per-batch augmentation functions draw them; rows of an augmentation that is off stay 0 and draw nothing."""
+        rows = torch.zeros(5, k, dtype=torch.long)
+        tops, lefts, flags = _draw_crop_flip(k, self.data.pad, self.data.flip, generator)
+        if tops is not None:
+            rows[0], rows[1] = tops, lefts
+        if flags is not None:
+            rows[2] = flags
         if self.cutout:
-            x = cutout_batch(x, self.cutout, generator)  # after normalising: the square is the mean, as in DARTS
+            h, w = self.data.images.shape[2:]
+            rows[3] = torch.randint(0, h, (k,), generator=generator)
+            rows[4] = torch.randint(0, w, (k,), generator=generator)
+        return rows
+
+    def _batch(self, idx: torch.Tensor, params: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.images[idx]
+        if params is not None:
+            if self.data.pad > 0:
+                x = crop_with_offsets(x, self.data.pad, params[0], params[1])
+            if self.data.flip:
+                x = flip_with_flags(x, params[2])
+        x = x.float().mul_(self._scale).sub_(self._shift)
+        if params is not None and self.cutout:  # after normalising: the square is the mean, as in DARTS
+            x = cutout_with_centres(x, self.cutout, params[3], params[4])
         return x, self.labels[idx]
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

@@ -26,6 +26,7 @@ from search_spaces.genotypes import architecture_to_json, sample_to_genotype, sa
 from search_spaces.presets import build_space, initial_edge_ops, space_preset
 
 from . import checkpoint as ckpt
+from .accel import Accel, NonFiniteWatch, peak_memory_gb, reset_peak_memory
 from .controller import OffPolicyController
 from .data import BatchLoader, ImageSet, load_dataset, search_split
 from .devices import resolve_device
@@ -48,7 +49,8 @@ class SearchDiverged(UserError):
 
 
 def darts_alpha_step(controller: OffPolicyController, supernet: Supernet, op_rows: list[int], x: torch.Tensor,
-                     y: torch.Tensor, replicas: Replicas | None = None) -> dict[str, float]:
+                     y: torch.Tensor, accel: Accel | None = None, replicas: Replicas | None = None
+                     ) -> dict[str, float]:
     """One first-order DARTS step (settings.controller == "darts"): Adam (the controller's optimizer) on the op
     alphas with the gradient of the validation-batch cross-entropy of the MIXED supernet, softmax(alpha) NOT
     detached. The weights stay frozen: only alpha is differentiated, so no weight gradient is even computed.
@@ -56,7 +58,7 @@ def darts_alpha_step(controller: OffPolicyController, supernet: Supernet, op_row
     pi = controller.log_pi().exp().to(x.device)  # differentiable in alpha
     supernet.set_mixed({controller.decisions[row].label: pi[row, : len(controller.decisions[row].options)]
                         for row in op_rows})
-    loss = F.cross_entropy(supernet(x), y)
+    loss = F.cross_entropy(accel.forward(supernet, x) if accel else supernet(x), y)
     (grad,) = torch.autograd.grad(loss, [controller.alpha])
     if replicas is not None:  # each replica saw a slice of the batch: the mean of their gradients is the batch's
         grad = replicas.average(grad.contiguous())
@@ -75,9 +77,11 @@ class StageRun:
     def __init__(self, search: "ProgressiveSearch", stage: int, edge_ops: dict):
         s = search.settings
         self.stage, self.edge_ops = stage, edge_ops
+        reset_peak_memory(search.device)  # records' peak_memory_gb: since this stage started
         space = build_space(s.space, edge_ops, layers=s.layers[stage], channels=s.channels,
                             num_classes=search.num_classes, in_channels=search.in_channels, nodes=s.nodes)
         self.supernet = Supernet(space).to(search.device)
+        search.accel.prepare(self.supernet, self.supernet.candidate_ops())  # before the optimiser sees the weights
         self.controller = OffPolicyController(
             build_decisions(search.family, edge_ops), behaviour=s.behaviour, epsilon=s.epsilon,
             temperature=s.temperature, lr=s.controller_lr, truncation=s.truncation, importance=s.importance,
@@ -178,9 +182,11 @@ class ProgressiveSearch:
         self.family = space_preset(settings.space).family
         self.num_classes, self.in_channels = train_set.num_classes, train_set.in_channels
         self.input_size = train_set.input_size
+        self.accel = Accel.from_settings(settings, device)
         self.train_loader = BatchLoader(train_set, settings.batch_size, device, train=True, seed=settings.seed)
         valid_loader = BatchLoader(valid_set, settings.batch_size, device, train=False, drop_last=False)
-        self.valid_batches = list(valid_loader.epoch(0))  # normalised once; rewards cycle through them
+        # normalised once, in the model's memory layout; rewards cycle through them
+        self.valid_batches = [(self.accel.prepare_input(x), y) for x, y in valid_loader.epoch(0)]
         self.rewards = RewardModel(settings, self.family, self.num_classes, self.in_channels, self.input_size)
         self.on_epoch, self.progress = on_epoch, progress
         self.tracker = Tracker(settings.recent_window)
@@ -269,6 +275,7 @@ class ProgressiveSearch:
         loss_sum = torch.zeros((), device=self.device)
         seen = 0
         epoch_rewards: list[float] = []
+        watch = NonFiniteWatch(self.device)  # no host sync per step: checked at controller steps and epoch end
         started = time.time()
         bar = tqdm(total=steps, desc=f"stage {stage + 1}/{s.stages} epoch {epoch + 1}/{epochs}", leave=False,
                    disable=not self.progress, file=sys.stderr, dynamic_ncols=True)
@@ -282,11 +289,9 @@ class ProgressiveSearch:
             else:
                 path = controller.sample(1, policy="uniform" if s.controller == "random" else None)
                 supernet.set_path(controller.to_sample(path.actions[0]))
-            logits = supernet(x)
+            logits = self.accel.forward(supernet, x)
             loss = F.cross_entropy(logits, y)
-            if replicas.sum((~torch.isfinite(loss.detach())).float()):  # every replica stops at the same step
-                raise SearchDiverged(f"loss is {loss.item()} at stage {stage + 1}, epoch {epoch + 1}, step {step + 1}; "
-                                     f"the checkpoint of the last finished epoch in {self.dir} is intact")
+            watch.observe(loss, step)
             run.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             replicas.average_gradients(run.optimizer.param_groups[0]["params"])
@@ -297,6 +302,7 @@ class ProgressiveSearch:
             seen += y.shape[0]
             self.global_step += 1
             if controlling and (step + 1) % s.rl_interval_steps == 0:
+                self.check_finite(watch, stage, epoch)  # the controller never learns from a diverged supernet
                 stats = self.controller_step(run, epoch, step)
                 supernet.set_skip_dropout(skip_p)  # rewards ran without it; weight steps go on with it
                 epoch_rewards.extend(stats.pop("_rewards"))
@@ -306,12 +312,15 @@ class ProgressiveSearch:
                 bar.set_postfix(loss=f"{loss.item():.3f}", reward=f"{stats['reward/mean']:.3f}")
             bar.update(1)
         bar.close()
+        self.check_finite(watch, stage, epoch)  # waits for the device, so `seconds` is the loop's real time
+        seconds = time.time() - started
         run.scheduler.step()
         totals = replicas.sum(torch.stack([correct.float(), loss_sum.float(),
                                            torch.tensor(float(seen), device=self.device)]))
         correct, loss_sum, seen = totals[0], totals[1], int(totals[2])
         record = self.end_of_epoch(run, epoch, global_epoch, float(loss_sum) / max(seen, 1),
-                                   100.0 * float(correct) / max(seen, 1), epoch_rewards, time.time() - started)
+                                   100.0 * float(correct) / max(seen, 1), epoch_rewards, seconds)
+        record.update(steps=steps, peak_memory_gb=peak_memory_gb(self.device))
         logger.scalars({k: v for k, v in record.items() if isinstance(v, (int, float)) and k not in
                         ("stage", "epoch", "global_epoch", "total_epochs")}, self.global_step,
                        prefix=f"stage{stage + 1}/epoch/")
@@ -323,6 +332,16 @@ class ProgressiveSearch:
             print(f"stage {stage + 1} epoch {epoch + 1}/{epochs}: loss {record['train_loss']:.3f} "
                   f"train {record['train_acc']:.1f}% valid {record['valid_acc']:.1f}% "
                   f"greedy reward {record['greedy_reward']:.4f} ({record['seconds']:.1f}s)", file=sys.stderr)
+
+    def check_finite(self, watch: NonFiniteWatch, stage: int, epoch: int) -> None:
+        bad = watch.first()
+        flagged = self.replicas.sum(torch.tensor(float(bad is not None), device=self.device))
+        if bad is not None:
+            raise SearchDiverged(f"loss is {bad[1]} at stage {stage + 1}, epoch {epoch + 1}, step {bad[0] + 1}; "
+                                 f"the checkpoint of the last finished epoch in {self.dir} is intact")
+        if flagged:  # another replica's loss went non-finite: every replica stops at the same check
+            raise SearchDiverged(f"the loss went non-finite in another replica at stage {stage + 1}, epoch "
+                                 f"{epoch + 1}; the checkpoint of the last finished epoch in {self.dir} is intact")
 
     def controller_step(self, run: StageRun, epoch: int, step: int) -> dict[str, Any]:
         s, controller, supernet = self.settings, run.controller, run.supernet
@@ -336,7 +355,7 @@ class ProgressiveSearch:
         with torch.no_grad():
             for sample in sample_dicts:
                 supernet.set_path(sample)
-                hits.append((supernet(x).argmax(1) == y).sum().float())
+                hits.append((self.accel.forward(supernet, x).argmax(1) == y).sum().float())
         # one all-reduce and one host sync for all samples
         accuracies = (self.replicas.sum(torch.stack(hits)) / y_all.shape[0]).cpu().tolist()
         keys = [arch_key(self.family, d, s.nodes) for d in sample_dicts]
@@ -350,7 +369,7 @@ class ProgressiveSearch:
         if s.controller == "reinforce":
             stats = controller.update(samples, torch.tensor(rewards))
         elif s.controller == "darts":  # the samples above only monitor; alpha learns by gradient
-            stats = darts_alpha_step(controller, supernet, run.op_rows, x, y, self.replicas)
+            stats = darts_alpha_step(controller, supernet, run.op_rows, x, y, self.accel, self.replicas)
             if not math.isfinite(stats["darts/valid_loss"]):
                 raise SearchDiverged(f"the DARTS validation loss is {stats['darts/valid_loss']} at stage "
                                      f"{run.stage + 1}, epoch {epoch + 1}, step {step + 1}; "
@@ -386,7 +405,7 @@ class ProgressiveSearch:
         with torch.no_grad():
             for batch in chosen:
                 x, y = self.replicas.shard(*batch)
-                correct += (supernet(x).argmax(1) == y).sum()
+                correct += (self.accel.forward(supernet, x).argmax(1) == y).sum()
                 total += batch[1].shape[0]
         return 100.0 * float(self.replicas.sum(correct)) / max(total, 1)
 
@@ -450,11 +469,18 @@ class ProgressiveSearch:
         return {"argmax_frozen_share": frozen, "top_op_share": top}
 
     def finish_stage(self, run: StageRun, logger: RunLogger) -> dict[str, Any]:
+        """The stage's record; its evaluations' seconds too, so a benchmark can account for them. The supernet's
+        own accuracy on the whole validation split (mixed: the weighted sum; path: the greedy path) shows whether
+        a faster way of computing still trains as well."""
         self.replicas.check_in_step(run.supernet, f"at the end of stage {run.stage + 1}")
+        started = time.time()
         greedy = self.greedy_sample(run)
+        greedy_acc = self.evaluate(run, greedy)
+        supernet_acc = self.evaluate(run, None) if self.settings.weight_mode == "mixed" else greedy_acc
         return {"stage": run.stage + 1, "layers": self.settings.layers[run.stage], "edge_ops": run.edge_ops,
                 "probabilities": run.controller.probabilities(), "greedy_sample": greedy,
-                "greedy_valid_acc": self.evaluate(run, greedy), **self.matthew(run)}
+                "greedy_valid_acc": greedy_acc, "supernet_valid_acc": supernet_acc, **self.matthew(run),
+                "eval_seconds": time.time() - started}
 
     def finish(self, run: StageRun, logger: RunLogger) -> dict[str, Any]:
         s = self.settings
@@ -512,7 +538,8 @@ def run_search(settings: SearchSettings, output_dir: str | Path, resume: bool = 
         saved = {"controller": "reinforce", "devices": 1, **resume_state["settings"]}
         if saved != settings.to_dict():
             changed = sorted(k for k, v in settings.to_dict().items() if saved.get(k) != v)
-            if set(changed) - {"progress", "device", "devices"}:  # where it runs may change, not what it computes
+            # where and how it runs may change, not what it computes
+            if set(changed) - {"progress", "device", "devices", "precision", "channels_last", "compile"}:
                 raise UserError(f"--resume: settings differ from the checkpoint's in {changed}")
     device = resolve_device(settings.device)
     check_devices(settings.devices, device, settings.batch_size)

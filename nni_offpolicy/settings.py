@@ -20,6 +20,9 @@ BEHAVIOURS = ("uniform", "egreedy", "multinomial", "on-policy")
 CONTROLLERS = ("reinforce", "darts", "random")  # how alpha learns: REINFORCE, DARTS gradient, not at all
 WEIGHT_MODES = ("mixed", "path")
 IMPORTANCE = ("per-decision", "trajectory")
+PRECISIONS = ("auto", "fp32", "bf16")  # auto: bf16 autocast on CUDA, fp32 elsewhere
+CHANNELS_LAST = ("auto", "on", "off")  # auto: on for CUDA
+COMPILE_MODES = ("off", "ops")  # ops: torch.compile each candidate op module once per stage
 STAGE_LISTS = ("layers", "ops_kept", "epochs", "warmup_epochs", "skip_dropout", "size_target", "size_exponent",
                "flops_target", "flops_exponent", "metric_target", "metric_exponent")
 
@@ -81,6 +84,10 @@ class SearchSettings:
     device: str = "auto"
     devices: int = 1  # data-parallel replicas (Lightning Fabric, ddp_spawn); the batch is split across them
     threads: int = 0  # CPU threads for torch; 0 leaves torch's default (tiny demo nets run fastest on 1)
+    # --- how to compute (same schedule, batches and samples whatever they are; see accel.py)
+    precision: str = "auto"
+    channels_last: str = "auto"
+    compile: str = "off"
     progress: bool = True
 
     @property
@@ -158,6 +165,10 @@ class SearchSettings:
             raise UserError(f"metric must be 'module:function', got {self.metric!r}")
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
             raise UserError(f"device must be auto, cpu or cuda[:N], got {self.device!r}")
+        for name, allowed in (("precision", PRECISIONS), ("channels_last", CHANNELS_LAST),
+                              ("compile", COMPILE_MODES)):
+            if getattr(self, name) not in allowed:
+                raise UserError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         return self
 
 
@@ -207,6 +218,8 @@ def _coerce(name: str, value: Any, current: Any) -> Any:
         if item_type is int and any(isinstance(v, float) and not float(v).is_integer() for v in value):
             raise UserError(f"{name}: expected whole numbers, got {value!r}")
         return items
+    if name in ("channels_last", "compile") and isinstance(value, bool):  # YAML reads on/off as booleans
+        return ("on" if name == "channels_last" else "ops") if value else "off"
     if isinstance(current, bool):
         if isinstance(value, str):
             if value.lower() in ("1", "true", "yes", "on"):

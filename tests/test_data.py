@@ -293,6 +293,26 @@ def test_loader_epochs_depend_only_on_seed_and_epoch():
     assert same([next(stream) for _ in range(len(loader) * 2)], three + batches(loader.epoch(4)))
 
 
+def test_loader_draws_the_epoch_up_front_exactly_as_batch_by_batch():
+    """The loader draws an epoch's random numbers before its first batch (one copy to the device instead of one
+    per batch); the batches must be those of drawing batch by batch with the same generator, so a search resumed
+    across this change, or on another device, sees the same images."""
+    data = indexed_set(45)
+    for cutout, drop_last in ((0, True), (3, True), (2, False)):
+        loader = BatchLoader(data, 8, cutout=cutout, seed=3, drop_last=drop_last)
+        generator = torch.Generator().manual_seed(data_mod._mix_seed(3, 2))
+        order = torch.randperm(len(data), generator=generator)
+        expected = []
+        for i in range(len(loader)):
+            idx = order[i * 8:(i + 1) * 8]
+            x = data_mod._crop_flip(data.images[idx], data.pad, data.flip, generator)
+            x = normalize(x, data.mean, data.std)
+            expected.append((data_mod.cutout_batch(x, cutout, generator), data.labels[idx]))
+        got = batches(loader.epoch(2))
+        assert len(got) == len(expected) and all(torch.equal(y1, y2) for (_, y1), (_, y2) in zip(got, expected))
+        assert all(torch.allclose(x1, x2) for (x1, _), (x2, _) in zip(got, expected))
+
+
 def test_eval_loader_in_order_without_augmentation():
     data = indexed_set(20)
     loader = BatchLoader(data, 6, train=False, cutout=4)

@@ -1,0 +1,219 @@
+"""The GPU fast path's settings and the benchmark, on the CPU: the fast path must compute the same thing (same
+schedule, close losses), the bench's arithmetic must add up, and bad input must be one line and exit 2."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import nni_offpolicy.accel as accel_mod
+from nni_offpolicy.accel import Accel, NonFiniteWatch
+from nni_offpolicy.bench import default_dataset, extrapolate, plan_bench
+from nni_offpolicy.cli import main
+from nni_offpolicy.controller import OffPolicyController
+from nni_offpolicy.errors import UserError
+from nni_offpolicy.progressive import build_decisions
+from nni_offpolicy.settings import load_settings
+from nni_offpolicy.supernet import Supernet
+from search_spaces.presets import build_space, initial_edge_ops
+
+CPU = torch.device("cpu")
+# A tiny P-DARTS-shaped bench on digits: three stages, 8 -> 5 -> 3 ops, a few steps per epoch.
+TINY_BENCH = ["--device", "cpu", "--dataset", "digits", "--layers", "3,3,3", "--batch-size", "64", "--steps", "3",
+              "--set", "channels=4", "--set", "rl_interval_steps=2", "--set", "samples_per_update=2",
+              "--set", "eval_layers=5", "--set", "eval_channels=8", "--set", "threads=1"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def tiny_supernet(seed: int = 0) -> tuple[Supernet, OffPolicyController]:
+    torch.manual_seed(seed)
+    edge_ops = initial_edge_ops("pdarts")
+    supernet = Supernet(build_space("pdarts", edge_ops, layers=3, channels=8))
+    return supernet.train(), OffPolicyController(build_decisions("darts", edge_ops), seed=seed)
+
+
+# ---------------------------------------------------------------------------------------------------- accel
+def test_bf16_autocast_loss_is_close_to_fp32_on_the_same_weights_and_batch():
+    supernet, controller = tiny_supernet()
+    x, y = torch.randn(16, 3, 16, 16), torch.randint(0, 10, (16,))
+    uniform = {label: torch.full((8,), 1 / 8) for label in supernet.edges}
+    path = controller.to_sample(controller.sample(1).actions[0])
+    for configure in (lambda: supernet.set_mixed(uniform), lambda: supernet.set_path(path)):
+        configure()
+        with torch.no_grad():
+            fp32 = Accel(CPU).forward(supernet, x)
+            bf16 = Accel(CPU, precision="bf16").forward(supernet, x)
+            nhwc = Accel(CPU, channels_last=True).forward(supernet, x)
+        assert bf16.dtype == torch.float32  # logits come back as fp32 for the loss
+        loss32, loss16 = F.cross_entropy(fp32, y), F.cross_entropy(bf16, y)
+        assert torch.isfinite(loss16) and abs(float(loss16 - loss32)) < 0.02 * float(loss32)
+        assert torch.allclose(nhwc, fp32, atol=1e-4)  # layout changes nothing but the speed
+
+
+def test_auto_resolves_to_the_fast_path_on_cuda_only():
+    settings = load_settings("demo")
+    assert (settings.precision, settings.channels_last, settings.compile) == ("auto", "auto", "off")
+    on_cpu = Accel.from_settings(settings, CPU)
+    on_gpu = Accel.from_settings(settings, torch.device("cuda"))  # resolving only: nothing runs on it
+    assert (on_cpu.precision, on_cpu.channels_last) == ("fp32", False)
+    assert (on_gpu.precision, on_gpu.channels_last) == ("bf16", True)
+    # YAML reads on/off as booleans
+    assert load_settings("demo", {"channels_last": True, "compile": False}).channels_last == "on"
+
+
+def test_compile_ops_compiles_each_candidate_op_in_place(monkeypatch):
+    """The wiring (not the compiler: 'eager' backend): every non-trivial op compiled, names and outputs unchanged."""
+    monkeypatch.setattr(accel_mod, "COMPILE_BACKEND", "eager")
+    supernet, _ = tiny_supernet()
+    reference, _ = tiny_supernet()
+    keys = list(supernet.state_dict())
+    Accel(CPU, compile="ops").prepare(supernet, supernet.candidate_ops())
+    compiled = [op for op in supernet.candidate_ops() if getattr(op, "_compiled_call_impl", None) is not None]
+    trivial = [op for op in supernet.candidate_ops() if type(op).__name__ in accel_mod.NOT_COMPILED]
+    assert compiled and len(compiled) + len(trivial) == len(supernet.candidate_ops())
+    assert list(supernet.state_dict()) == keys  # checkpoints do not depend on compilation
+    x = torch.randn(4, 3, 16, 16)
+    uniform = {label: torch.full((8,), 1 / 8) for label in supernet.edges}
+    supernet.set_mixed(uniform)
+    reference.set_mixed(uniform)
+    assert torch.allclose(supernet(x), reference(x), atol=1e-5)
+
+
+def test_non_finite_watch_keeps_the_first_bad_step_without_syncing_each_step():
+    watch = NonFiniteWatch(CPU)
+    watch.observe(torch.tensor(2.0), 0)
+    assert watch.first() is None
+    watch.observe(torch.tensor(math.inf), 3)
+    watch.observe(torch.tensor(math.nan), 4)
+    assert watch.first() == (3, math.inf)
+
+
+# ---------------------------------------------------------------------------------------------------- arithmetic
+def _epochs(cycles_and_loops: list[list[tuple[float, float]]], steps: int, start: float, evals: list[float]):
+    """Synthetic records: per stage, per epoch (cycle seconds, loop seconds); 'epoch' 1..n."""
+    epochs, t = [], start
+    for s, stage in enumerate(cycles_and_loops, start=1):
+        for e, (cycle, loop) in enumerate(stage, start=1):
+            t += cycle
+            epochs.append({"stage": s, "epoch": e, "seconds": loop, "steps": steps, "t": t})
+        t += evals[s - 1]
+    return epochs, t
+
+
+def test_extrapolation_is_warm_epochs_scaled_plus_the_measured_rest():
+    stage = [(5.0, 2.0), (3.0, 2.0), (4.0, 2.5), (3.5, 2.5)]  # cold/warm weights-only, first/warm controller
+    epochs, last = _epochs([stage, stage], steps=10, start=100.0, evals=[1.0, 2.0])
+    out = extrapolate(epochs, [1.0, 2.0], 100.0, last + 0.5, [10, 10], [25, 25], real_steps=100)
+    first = out["stages"][0]
+    assert first["weights_only"]["s_per_epoch"] == pytest.approx(3.0 + 90 * 0.2)
+    assert first["controller"]["s_per_epoch"] == pytest.approx(3.5 + 90 * 0.25)
+    assert first["parts"] == pytest.approx({"weights_only_epochs_s": 10 * 21.0, "controller_epochs_s": 15 * 26.0,
+                                            "stage_end_eval_s": 1.0, "fixed_s": (5 - 3) + (4 - 3.5)})
+    for st in out["stages"]:
+        assert st["seconds"] == pytest.approx(sum(st["parts"].values()))
+    assert out["finish_s"] == pytest.approx(0.5)
+    assert out["full_protocol_s"] == pytest.approx(sum(st["seconds"] for st in out["stages"]) + 0.5)
+
+
+def test_extrapolating_a_run_that_measured_the_whole_protocol_gives_its_wall_time():
+    stage = [(5.0, 2.0), (3.0, 2.2), (4.0, 2.5), (3.5, 2.9)]
+    epochs, last = _epochs([stage] * 3, steps=10, start=0.0, evals=[1.0, 2.0, 3.0])
+    out = extrapolate(epochs, [1.0, 2.0, 3.0], 0.0, last + 0.7, [2, 2, 2], [4, 4, 4], real_steps=10)
+    assert out["full_protocol_s"] == pytest.approx(out["measured_wall_s"]) == pytest.approx(last + 0.7)
+
+
+# ---------------------------------------------------------------------------------------------------- the command
+def test_bench_cli_end_to_end_same_schedule_in_fp32_and_bf16(tmp_path, capsys):
+    out, json_path = tmp_path / "runs", tmp_path / "bench.json"
+    code = main(["bench", *TINY_BENCH, "--weight-modes", "path", "--precisions", "bf16,fp32",
+                 "--output", str(out), "--json", str(json_path)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "path bf16" in captured.out and "full protocol" in captured.out
+    assert captured.err.count("] path/") == 2  # one progress line per measured run
+    doc = json.loads(json_path.read_text())
+    assert doc["steps_per_epoch"] == 718 // 64 and doc["steps_measured"] == 3
+    assert doc["anchor"] is None and "layers [3, 3, 3]" in doc["anchor_note"]  # not P-DARTS' shapes
+    bf16, fp32 = doc["runs"]
+    assert (bf16["precision"], fp32["precision"]) == ("bf16", "fp32")
+    for run in doc["runs"]:
+        for key in ("full_protocol_s", "full_protocol_h", "finish_s", "measured_wall_s", "stage1_valid_acc",
+                    "stage1_valid_acc_delta_vs_fp32", "steps_run", "reward_samples", "output_dir"):
+            assert run[key] is not None, key
+        assert len(run["stages"]) == 3 and [st["ops_per_edge"] for st in run["stages"]] == [8, 5, 3]
+        for st in run["stages"]:
+            assert st["peak_memory_gb"] is None  # CPU: nothing comparable to measure
+            assert 0 <= st["supernet_valid_acc"] <= 100
+            assert st["seconds"] == pytest.approx(sum(st["parts"].values()))
+            assert (st["warmup_epochs"], st["controller_epochs"]) == (10, 15)
+            for phase in ("weights_only", "controller"):
+                figures = st[phase]
+                assert figures["s_per_step"] > 0 and figures["images_per_s"] > 0 and figures["measured_steps"] == 3
+                assert figures["s_per_epoch"] > figures["loop_s_per_epoch"] - 1e-9
+        assert run["full_protocol_s"] == pytest.approx(sum(st["seconds"] for st in run["stages"]) + run["finish_s"])
+    # bf16 changes how, not what: the same steps, the same controller updates and reward samples
+    assert bf16["steps_run"] == fp32["steps_run"] == 3 * 4 * 3
+    assert bf16["controller_updates"] == fp32["controller_updates"] > 0
+    assert bf16["reward_samples"] == fp32["reward_samples"]
+    assert [e["steps"] for e in bf16["epochs"]] == [e["steps"] for e in fp32["epochs"]]
+    assert fp32["stage1_valid_acc_delta_vs_fp32"] == 0.0
+    records = [json.loads(line) for line in (out / "path-bf16" / "metrics.jsonl").read_text().splitlines()]
+    assert all(r["steps"] == 3 and r["peak_memory_gb"] is None for r in records)
+    summary = json.loads((out / "path-bf16" / "genotype.json").read_text())
+    assert summary["settings"]["precision"] == "bf16"
+    assert all(st["eval_seconds"] > 0 for st in summary["stages"])
+    # Again into the same folder: both runs are reused, not measured; with --json - the JSON goes to stdout
+    code = main(["bench", *TINY_BENCH, "--weight-modes", "path", "--precisions", "bf16,fp32", "--output", str(out),
+                 "--json", "-"])
+    captured = capsys.readouterr()
+    assert code == 0 and captured.err.count("reused") == 2 and "full protocol" in captured.err, captured.err
+    again = json.loads(captured.out)
+    assert [r["full_protocol_s"] for r in again["runs"]] == [r["full_protocol_s"] for r in doc["runs"]]
+
+
+@pytest.mark.parametrize("argv,expected", [
+    (["search", "--set", "precision=fp16"], "precision must be one of auto, fp32, bf16, got 'fp16'"),
+    (["search", "--set", "channels_last=maybe"], "channels_last must be one of auto, on, off, got 'maybe'"),
+    (["search", "--set", "compile=graphs"], "compile must be one of off, ops, got 'graphs'"),
+    (["bench", "--dataset", "digits", "--set", "channels_last=sideways"], "channels_last must be one of"),
+    (["bench", "--dataset", "digits", "--precisions", "fp16"], "--precisions: 'fp16' is not allowed; allowed: auto"),
+    (["bench", "--dataset", "digits", "--weight-modes", "both"], "--weight-modes: 'both' is not allowed"),
+    (["bench", "--dataset", "digits", "--steps", "0"], "--steps must be a positive integer"),
+    (["bench", "--dataset", "digits", "--steps", "5"], "--steps 5 is below rl_interval_steps (10)"),
+    (["bench", "--dataset", "digits", "--set", "weight_mode=path"], "the bench sets it; use --weight-modes"),
+    (["bench", "--dataset", "imagefolder:/nonexistent/c.tar.gz"], "/nonexistent/c.tar.gz does not exist"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, expected):
+    out = tmp_path / "out"
+    code = main([*argv, "--output", str(out)] + (["--quiet"] if argv[0] == "search" else []))
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and expected in err and len(err.splitlines()) == 1, err
+    assert not out.exists()
+
+
+def test_missing_default_dataset_names_where_it_looked(tmp_path):
+    with pytest.raises(UserError, match=r"no CIFAR-10 archive found .*shared/data/cifar10-jpeg.tar.gz.*--dataset"):
+        default_dataset([tmp_path])
+    archive = tmp_path / "shared" / "data" / "cifar10-jpeg.tar.gz"
+    archive.parent.mkdir(parents=True)
+    archive.touch()
+    assert default_dataset([tmp_path]) == f"imagefolder:{archive}"
+
+
+def test_non_cifar_presets_keep_their_own_data(tmp_path):
+    plan = plan_bench("demo", device="cpu", steps=4, output=tmp_path / "b")
+    assert plan.protocol.dataset == "digits" and all(r.settings.dataset == "digits" for r in plan.runs)
+    # on a CPU auto is fp32: one run per weight mode
+    assert [(r.weight_mode, r.precision) for r in plan.runs] == [("mixed", "fp32"), ("path", "fp32")]
+    assert all((r.settings.epochs, r.settings.max_steps_per_epoch) == ([4, 4, 4], 4) for r in plan.runs)
+    assert plan.protocol.epochs == [8, 8, 8]  # the protocol extrapolated keeps the preset's epochs

@@ -400,8 +400,8 @@ def test_shipped_configs_are_valid(name, tmp_path):
     from nni.experiment.config import ExperimentConfig
 
     from nni_offpolicy.cli import build_parser
-    from nni_offpolicy.commands.trial import _coerce_retrain, parse_sets
-    from nni_offpolicy.retrain import RetrainSettings
+    from nni_offpolicy.commands.trial import parse_sets
+    from nni_offpolicy.retrain import RetrainSettings, coerce_overrides
     from nni_offpolicy.settings import load_settings
 
     path = REPO / "experiments" / f"{name}.yml"
@@ -428,4 +428,4 @@ def test_shipped_configs_are_valid(name, tmp_path):
     else:
         for key, spec in space.items():
             for value in _samples(spec):
-                RetrainSettings(genotype="darts_v2", **_coerce_retrain({key: value})).validate()
+                RetrainSettings(genotype="darts_v2", **coerce_overrides({key: value}, name)).validate()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..errors import UserError
+from . import parse_pairs
 
 VARIANT_NAMES = ("offpolicy-uniform", "offpolicy-egreedy", "on-policy", "random", "darts")  # = ablate.VARIANTS
 
@@ -33,23 +33,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _pairs(items: list[str], flag: str) -> dict[str, str]:
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise UserError(f"{flag} expects KEY=VALUE, got {item!r}")
-        out[key.strip()] = value.strip()
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
     from ..ablate import plan_ablation, run_ablation
 
-    overrides = _pairs(args.overrides, "--set")
+    overrides = parse_pairs(args.overrides)
     if args.verbose:
         overrides.setdefault("progress", "true")
     plan = plan_ablation(args.preset, args.variants, args.seeds, args.epsilon, overrides, args.output,
-                         args.retrain_epochs, _pairs(args.retrain_overrides, "--retrain-set"), args.space)
+                         args.retrain_epochs, parse_pairs(args.retrain_overrides, "--retrain-set"), args.space)
     run_ablation(plan)
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..errors import UserError
+from . import parse_pairs
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -41,21 +41,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _pairs(items: list[str]) -> dict[str, str]:
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise UserError(f"--set expects KEY=VALUE, got {item!r}")
-        out[key.strip()] = value.strip()
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
     from ..bench import format_table, plan_bench, run_bench
 
     plan = plan_bench(args.preset, args.dataset, args.device, args.steps, args.batch_size, args.layers,
-                      args.weight_modes, args.precisions, _pairs(args.overrides), args.output, args.json_path,
+                      args.weight_modes, args.precisions, parse_pairs(args.overrides), args.output, args.json_path,
                       args.verbose, args.fresh)
     doc = run_bench(plan)
     table_to = sys.stderr if plan.json_path is None else sys.stdout  # stdout carries the JSON with --json -

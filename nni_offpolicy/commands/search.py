@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from . import parse_pairs
 from ..settings import SEARCH_PRESETS
 
 # The flags most people touch; every other setting goes through --set KEY=VALUE (or --config FILE.yml).
@@ -53,16 +54,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def collect_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    from ..errors import UserError
-
     overrides: dict[str, Any] = {name: getattr(args, name) for name in COMMON_FLAGS if getattr(args, name) is not None}
     if args.download:
         overrides["download"] = True
-    for item in args.overrides:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UserError(f"--set expects KEY=VALUE, got {item!r}")
-        overrides[key.strip()] = value.strip()
+    overrides.update(parse_pairs(args.overrides))
     if args.quiet:
         overrides["progress"] = False
     return overrides

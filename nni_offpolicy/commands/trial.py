@@ -22,6 +22,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, Mapping
 
+from . import parse_pairs
 from ..errors import UserError
 
 # Numeric keys of run_search's document that can be a trial's 'default' metric.
@@ -57,14 +58,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def parse_sets(items: list[str]) -> dict[str, Any]:
     """``KEY=VALUE`` -> {key: value}; values are JSON when they parse (numbers, lists), else strings."""
     out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise UserError(f"--set expects KEY=VALUE, got {item!r}")
+    for key, value in parse_pairs(items).items():
         try:
-            out[key.strip()] = json.loads(value)
+            out[key] = json.loads(value)
         except json.JSONDecodeError:
-            out[key.strip()] = value.strip()
+            out[key] = value
     return out
 
 

@@ -171,6 +171,9 @@ def check_devices(devices: int, device: torch.device, batch_size: int) -> None:
         raise UserError(f"devices must be >= 1, got {devices}")
     if devices == 1:
         return
+    if device.index is not None:
+        raise UserError(f"device {device} names one GPU but devices={devices} asks for several; use device=cuda "
+                        f"(the replicas take the first {devices} visible GPUs; CUDA_VISIBLE_DEVICES picks which)")
     if device.type == "cuda" and devices > torch.cuda.device_count():
         raise UserError(f"devices={devices} asked for, but only {torch.cuda.device_count()} CUDA device(s) are "
                         f"visible")

@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from nni_offpolicy.cli import main
-from nni_offpolicy.replicas import Replicas, launch
+from nni_offpolicy.errors import UserError
+from nni_offpolicy.replicas import Replicas, check_devices, launch
 from nni_offpolicy.search import run_search
 from nni_offpolicy.settings import load_settings
 from nni_offpolicy.supernet import Supernet
@@ -105,3 +106,8 @@ def test_bad_device_counts_are_one_line_before_anything_runs(tmp_path, capsys, o
     assert code == 2
     assert expected in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_one_named_gpu_cannot_hold_several_replicas():
+    with pytest.raises(UserError, match="names one GPU but devices=2"):
+        check_devices(2, torch.device("cuda:1"), 64)

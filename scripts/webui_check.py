@@ -50,12 +50,7 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--disable-dev-shm-usage", "--window-size=1600,1000", "--remote-debugging-port=0",
                   "--remote-allow-origins=*"]
-TINY_SEARCH = dict(
-    dataset="digits", device="cpu", layers=[3, 3], ops_kept=[2, 1], epochs=[1, 1], warmup_epochs=[0, 0],
-    skip_dropout=[0.0, 0.0], size_target=[0.3, 0.3], size_exponent=[-0.1, -0.1], flops_target=[600, 600],
-    flops_exponent=[0, 0], metric_target=[1, 1], metric_exponent=[0, 0], channels=4, batch_size=128,
-    train_portion=0.9, max_steps_per_epoch=2, eval_layers=3, eval_channels=4, samples_per_update=4,
-    rl_interval_steps=1)
+SMOKE_SEARCH = REPO / "experiments" / "smoke_search.yml"  # a seconds-long search settings file
 T0 = time.time()
 
 
@@ -85,14 +80,12 @@ class TinyExperiment:
         self.home = workdir / "home"
         self.home.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
-        tiny = workdir / "tiny.yml"
-        tiny.write_text(yaml.safe_dump(TINY_SEARCH))
         self.config = workdir / "webui.yml"
         self.config.write_text(yaml.safe_dump({
             "experimentName": "webui check",
             "searchSpace": {"behaviour": {"_type": "choice", "_value": ["uniform", "egreedy"]},
                             "epsilon": {"_type": "choice", "_value": [0.2]}},
-            "trialCommand": f"{sys.executable} -m nni_offpolicy.cli trial search --preset demo --config {tiny}",
+            "trialCommand": f"{sys.executable} -m nni_offpolicy.cli trial search --preset demo --config {SMOKE_SEARCH}",
             "trialCodeDirectory": str(REPO), "trialConcurrency": 2, "maxTrialNumber": 2,
             "tuner": {"name": "GridSearch"}, "trainingService": {"platform": "local"},
             "experimentWorkingDirectory": str(workdir / "nni-experiments")}, sort_keys=False))

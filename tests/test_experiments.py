@@ -35,12 +35,8 @@ MPLCONFIGDIR = os.environ.get("MPLCONFIGDIR") or str(Path.home() / ".cache" / "m
 TERMINAL = {"SUCCEEDED", "FAILED", "USER_CANCELED", "SYS_CANCELED", "EARLY_STOPPED"}
 
 # Two stages of one short epoch each (2 intermediate results), 3-cell supernets of 4 channels: ~10 s a search.
-TINY_SEARCH = dict(
-    dataset="digits", device="cpu", layers=[3, 3], ops_kept=[2, 1], epochs=[1, 1], warmup_epochs=[0, 0],
-    skip_dropout=[0.0, 0.0], size_target=[0.3, 0.3], size_exponent=[-0.1, -0.1], flops_target=[600, 600],
-    flops_exponent=[0, 0], metric_target=[1, 1], metric_exponent=[0, 0], channels=4, batch_size=128,
-    train_portion=0.9, max_steps_per_epoch=2, eval_layers=3, eval_channels=4, samples_per_update=4,
-    rl_interval_steps=1)
+SMOKE_SEARCH = REPO / "experiments" / "smoke_search.yml"
+TINY_SEARCH = yaml.safe_load(SMOKE_SEARCH.read_text())
 TINY_RETRAIN = ["--dataset", "digits", "--layers", "3", "--channels", "4", "--epochs", "2", "--batch-size", "64",
                 "--cutout", "0", "--max-steps", "4", "--device", "cpu"]
 
@@ -162,11 +158,10 @@ def nni(tmp_path, monkeypatch):
 
 def search_config(tmp_path: Path, search_space: dict, concurrency: int, max_trials: int,
                   tuner: str = "GridSearch", extra: str = "") -> dict[str, Any]:
-    tiny = tmp_path / "tiny.yml"
-    tiny.write_text(yaml.safe_dump(TINY_SEARCH))
     return {
         "searchSpace": search_space,
-        "trialCommand": f"{sys.executable} -m nni_offpolicy.cli trial search --preset demo --config {tiny} {extra}",
+        "trialCommand": f"{sys.executable} -m nni_offpolicy.cli trial search --preset demo "
+                        f"--config {SMOKE_SEARCH} {extra}",
         "trialCodeDirectory": str(REPO),
         "trialConcurrency": concurrency,
         "maxTrialNumber": max_trials,

@@ -25,6 +25,9 @@ from typing import Any, Mapping
 from . import parse_pairs
 from ..errors import UserError
 
+if typing.TYPE_CHECKING:
+    from ..nni_glue.trial import TrialSession
+
 # Numeric keys of run_search's document that can be a trial's 'default' metric.
 SEARCH_METRICS = ("derived_reward", "derived_valid_acc", "params_m", "flops_m")
 # Extra numeric keys of the final result (the web UI's table can show them as columns).
@@ -101,6 +104,16 @@ def final_search_result(doc: Mapping[str, Any], metric: str) -> dict[str, Any]:
     return result
 
 
+def _epoch_reporter(session: "TrialSession") -> typing.Callable[[Mapping[str, Any]], None]:
+    """Each epoch's record as an NNI intermediate result whose ``default`` is the validation accuracy (searches
+    and retrains alike), so the web UI's curves compare trials of either kind."""
+    def on_epoch(record: Mapping[str, Any]) -> None:
+        session.report_intermediate({"default": record.get("valid_acc"), **{
+            k: v for k, v in record.items() if k != "default"}})
+
+    return on_epoch
+
+
 def run_search_trial(args: argparse.Namespace) -> int:
     def body(session) -> None:
         from ..search import run_search
@@ -111,12 +124,8 @@ def run_search_trial(args: argparse.Namespace) -> int:
         settings = load_settings(args.preset, overrides, args.config)
         session.link_tensorboard_output()
 
-        def on_epoch(record: Mapping[str, Any]) -> None:
-            session.report_intermediate({"default": record.get("valid_acc"), **{
-                k: v for k, v in record.items() if k != "default"}})
-
         with session.isolated():
-            doc = run_search(settings, session.output_dir, on_epoch=on_epoch, progress=False)
+            doc = run_search(settings, session.output_dir, on_epoch=_epoch_reporter(session), progress=False)
         session.report_final(final_search_result(doc, args.metric))
 
     return _run_trial(body)
@@ -156,12 +165,9 @@ def run_retrain_trial(args: argparse.Namespace) -> int:
         settings = RetrainSettings(**values)
         session.link_tensorboard_output()
 
-        def on_epoch(record: Mapping[str, Any]) -> None:
-            session.report_intermediate({"default": record.get("valid_acc"), **{
-                k: v for k, v in record.items() if k != "default"}})
-
         with session.isolated():
-            result = run_retrain(settings, session.output_dir, on_epoch=on_epoch, progress=False)
+            result = run_retrain(settings, session.output_dir, on_epoch=_epoch_reporter(session),
+                                 progress=False)
         final = {"default": result["test_acc"], "test_acc": result["test_acc"],
                  "best_valid_acc": result["best_valid_acc"], "params_m": result["params_m"],
                  "genotype": json.dumps(result["genotype"]), "family": result.get("family"),

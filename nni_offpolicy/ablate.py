@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from .errors import UserError
+from .parsing import parse_choices
 from .settings import SearchSettings, load_settings
 
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -97,13 +98,7 @@ class Plan:
 
 
 def parse_variants(text: str | Sequence[str]) -> list[str]:
-    names = [v.strip() for v in (text.split(",") if isinstance(text, str) else text) if v.strip()]
-    if not names:
-        raise UserError(f"--variants: give at least one of {', '.join(VARIANTS)}")
-    unknown = [v for v in names if v not in VARIANTS]
-    if unknown:
-        raise UserError(f"unknown variant {unknown[0]!r}; allowed: {', '.join(VARIANTS)}")
-    return list(dict.fromkeys(names))
+    return parse_choices(text, "--variants", list(VARIANTS), noun="variant")
 
 
 def parse_seeds(text: str | Sequence[int]) -> list[int]:

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from .errors import UserError
+from .parsing import parse_choices
 from .settings import PRECISIONS, SEARCH_PRESETS, WEIGHT_MODES, SearchSettings, load_settings
 
 BENCH_EPOCHS = 4  # per stage: cold + warm weights-only, first + warm with controller updates
@@ -96,16 +97,6 @@ def default_dataset(roots: Sequence[Path] | None = None) -> str:
                     f"--dataset imagefolder:PATH/{CIFAR10_ARCHIVE} (or cifar10 with --set data_dir=DIR)")
 
 
-def _list(text: str | Sequence[str], flag: str, allowed: Sequence[str]) -> list[str]:
-    items = [t.strip() for t in (text.split(",") if isinstance(text, str) else text) if t.strip()]
-    if not items:
-        raise UserError(f"{flag}: give at least one of {', '.join(allowed)}")
-    for item in items:
-        if item not in allowed:
-            raise UserError(f"{flag}: {item!r} is not allowed; allowed: {', '.join(allowed)}")
-    return list(dict.fromkeys(items))
-
-
 def plan_bench(preset: str = "pdarts", dataset: str | None = None, device: str = "auto", steps: int = 40,
                batch_size: int | None = None, layers: str | None = None,
                weight_modes: str | Sequence[str] = ("mixed", "path"), precisions: str | Sequence[str] | None = None,
@@ -123,7 +114,7 @@ def plan_bench(preset: str = "pdarts", dataset: str | None = None, device: str =
             raise UserError(f"--set {key}: the bench sets it; use {flag}")
     if not isinstance(steps, int) or steps < 1:
         raise UserError(f"--steps must be a positive integer, got {steps!r}")
-    modes = _list(weight_modes, "--weight-modes", WEIGHT_MODES)
+    modes = parse_choices(weight_modes, "--weight-modes", WEIGHT_MODES)
     base = dict(overrides)
     # CIFAR-10 presets (pdarts, nb201) default to the local JPEG archive; the others keep their own data (demo: digits)
     if dataset is None and SEARCH_PRESETS[preset].get("dataset", "").startswith("cifar"):
@@ -142,7 +133,7 @@ def plan_bench(preset: str = "pdarts", dataset: str | None = None, device: str =
                         f"{protocol.rl_interval_steps}")
     torch_device = resolve_device(protocol.device)
     fast = resolve_precision("auto", torch_device)
-    asked = _list(precisions, "--precisions", PRECISIONS) if precisions is not None else ["auto", "fp32"]
+    asked = parse_choices(precisions, "--precisions", PRECISIONS) if precisions is not None else ["auto", "fp32"]
     resolved = list(dict.fromkeys(resolve_precision(p, torch_device) for p in asked))
     output = Path(output or f"runs/bench-{preset}")
     runs = []

@@ -32,6 +32,7 @@ from torch import nn
 from .checkpoint import atomic_save, atomic_write_text, load, rng_state, seed_everything, set_rng_state
 from .devices import resolve_device
 from .errors import UserError
+from .parsing import parse_bool
 
 logger = logging.getLogger(__name__)
 
@@ -318,14 +319,7 @@ def _coerce(what: str, value: Any, hint: Any) -> Any:
     if value is None or (optional and isinstance(value, str) and value.lower() in ("none", "")):
         return None
     if kind is bool:
-        if isinstance(value, bool):
-            return value
-        text = str(value).lower()
-        if text in ("1", "true", "yes", "on"):
-            return True
-        if text in ("0", "false", "no", "off"):
-            return False
-        raise UserError(f"{what}: expected true/false, got {value!r}")
+        return value if isinstance(value, bool) else parse_bool(what, str(value))
     if kind in (int, float):
         try:
             number = float(value)

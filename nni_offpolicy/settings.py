@@ -15,6 +15,7 @@ import yaml
 from search_spaces.presets import SPACE_PRESETS, initial_edge_ops, space_preset
 
 from .errors import UserError
+from .parsing import parse_bool
 
 BEHAVIOURS = ("uniform", "egreedy", "multinomial", "on-policy")
 CONTROLLERS = ("reinforce", "darts", "random")  # how alpha learns: REINFORCE, DARTS gradient, not at all
@@ -221,13 +222,7 @@ def _coerce(name: str, value: Any, current: Any) -> Any:
     if name in ("channels_last", "compile") and isinstance(value, bool):  # YAML reads on/off as booleans
         return ("on" if name == "channels_last" else "ops") if value else "off"
     if isinstance(current, bool):
-        if isinstance(value, str):
-            if value.lower() in ("1", "true", "yes", "on"):
-                return True
-            if value.lower() in ("0", "false", "no", "off"):
-                return False
-            raise UserError(f"{name}: expected true/false, got {value!r}")
-        return bool(value)
+        return parse_bool(name, value) if isinstance(value, str) else bool(value)
     if isinstance(current, int) or name in ("max_steps_per_epoch",):
         if value is None or (isinstance(value, str) and value.lower() in ("none", "")):
             return None if name == "max_steps_per_epoch" else current

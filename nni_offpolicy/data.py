@@ -134,16 +134,46 @@ def _split_indices(n: int, portion: float, seed: int) -> tuple[torch.Tensor, tor
     return torch.from_numpy(first.astype(np.int64)), torch.from_numpy(second.astype(np.int64))
 
 
+def class_mixed_order(labels: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """A fixed order of ``labels``' positions in which every run of consecutive images holds each class in about
+    its share of the whole (within one image per class for any window).
+
+    Why: validation batches are cut in order without shuffling (rewards cycle through them; a resumed search must
+    see the same ones), and datasets are often stored class by class (an ImageFolder archive decodes 0...0, 1...1).
+    In that order a reward batch held one class, so a controller learned "how often this path says class k", not
+    accuracy. Here class c's images take the evenly spaced slots (k + u_c) / n_c, k = 0..n_c-1, with a per-class
+    offset u_c, and all images are sorted by slot: a stratified interleave. Within a class the images keep a
+    seeded hash order, so which airplanes come first does not depend on how the files were named. A pure
+    function of ``(labels, seed)``, like the split itself."""
+    labels = torch.as_tensor(labels, dtype=torch.long).cpu()
+    n = int(labels.numel())
+    if n == 0:
+        return torch.zeros(0, dtype=torch.long)
+    lab = labels.numpy()
+    shuffled = stable_permutation(n, seed)  # ties inside a class broken by a hash, not by storage order
+    slots = np.empty(n, dtype=np.float64)
+    for c in np.unique(lab):
+        members = shuffled[lab[shuffled] == c]  # class c's positions, in hash order
+        offset = float(_splitmix64(np.array([int(c) ^ (int(seed) << 20)], dtype=np.uint64))[0]) / 2.0 ** 64
+        slots[members] = (np.arange(len(members), dtype=np.float64) + offset) / len(members)
+    order = np.lexsort((np.argsort(shuffled, kind="stable"), slots))  # by slot, then by hash rank
+    return torch.from_numpy(order.astype(np.int64))
+
+
 def search_split(data: ImageSet, portion: float = 0.5, seed: int = 0) -> tuple[ImageSet, ImageSet]:
     """Split a training set into the search's weight-training and architecture-validation halves (P-DARTS uses
-    25k/25k of CIFAR-10). A pure function of ``(len(data), portion, seed)``, so a resumed or re-run search, on
-    any machine, trains and validates on the same images."""
+    25k/25k of CIFAR-10). A pure function of ``(len(data), labels, portion, seed)``, so a resumed or re-run
+    search, on any machine, trains and validates on the same images. Both halves come out in
+    ``class_mixed_order``: the validation half is batched in order, and its batches must be representative of the
+    split whatever order the dataset was stored in."""
     if not isinstance(portion, (int, float)) or not 0.0 < float(portion) < 1.0:
         raise UserError(f"train portion {portion!r} is not allowed: it must be strictly between 0 and 1")
     first, second = _split_indices(len(data), float(portion), seed)
     if len(first) == 0 or len(second) == 0:
         raise UserError(f"train portion {portion} of {len(data)} images leaves one side empty: "
                         f"use a portion between {1 / len(data):.4g} and {1 - 1 / len(data):.4g}")
+    first = first[class_mixed_order(data.labels[first], seed)]
+    second = second[class_mixed_order(data.labels[second], seed)]
     return data.subset(first), data.subset(second)
 
 

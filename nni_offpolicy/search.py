@@ -39,6 +39,7 @@ from .settings import SearchSettings
 from .supernet import Supernet
 
 CHECKPOINT = "checkpoint.pt"
+MONITOR_BATCHES = 10  # validation batches behind each epoch record's valid_acc/greedy_acc
 EpochCallback = Callable[[dict], None]
 # --- settings.controller: which policy the monitoring/reward samples come from (None: the behaviour policy)
 SAMPLE_POLICY = {"reinforce": None, "darts": "target", "random": "uniform"}
@@ -184,8 +185,9 @@ class ProgressiveSearch:
         self.input_size = train_set.input_size
         self.accel = Accel.from_settings(settings, device)
         self.train_loader = BatchLoader(train_set, settings.batch_size, device, train=True, seed=settings.seed)
-        valid_loader = BatchLoader(valid_set, settings.batch_size, device, train=False, drop_last=False)
-        # normalised once, in the model's memory layout; rewards cycle through them
+        valid_loader = BatchLoader(valid_set, settings.reward_batch, device, train=False, drop_last=False)
+        # normalised once, in the model's memory layout; rewards cycle through them. search_split hands the
+        # validation half over class-mixed, so each of these batches holds the split's classes in proportion.
         self.valid_batches = [(self.accel.prepare_input(x), y) for x, y in valid_loader.epoch(0)]
         self.rewards = RewardModel(settings, self.family, self.num_classes, self.in_channels, self.input_size)
         self.on_epoch, self.progress = on_epoch, progress
@@ -194,6 +196,8 @@ class ProgressiveSearch:
         self.global_step = 0
         self.reward_updates = 0
         self.total_epochs = sum(settings.epochs)
+        self.eval_batches = (len(self.valid_batches) if settings.eval_images is None else
+                             min(len(self.valid_batches), -(-settings.eval_images // settings.reward_batch)))
         self.started = time.time()
         self.elapsed_before = 0.0
 
@@ -392,14 +396,15 @@ class ProgressiveSearch:
         return stats
 
     def evaluate(self, run: StageRun, sample: dict | None, batches: int | None = None) -> float:
-        """Accuracy (%) on validation batches: one path (``sample``) or the mixed supernet (None)."""
+        """Accuracy (%) on validation batches: one path (``sample``) or the mixed supernet (None). ``batches``:
+        the first that many (monitoring); None: the ``eval_images`` first images (stage-end and final)."""
         supernet = run.supernet
         supernet.set_skip_dropout(0.0)
         if sample is None:
             supernet.set_mixed(run.mixed_weights(self.device))
         else:
             supernet.set_path(sample)
-        chosen = self.valid_batches[: batches or len(self.valid_batches)]
+        chosen = self.valid_batches[: batches or self.eval_batches]
         correct = torch.zeros((), device=self.device)
         total = 0
         with torch.no_grad():
@@ -426,8 +431,8 @@ class ProgressiveSearch:
                      rewards: list[float], seconds: float) -> dict[str, Any]:
         s = self.settings
         greedy = self.greedy_sample(run)
-        greedy_acc = self.evaluate(run, greedy, batches=10)
-        valid_acc = self.evaluate(run, None, batches=10) if s.weight_mode == "mixed" else greedy_acc
+        greedy_acc = self.evaluate(run, greedy, batches=MONITOR_BATCHES)
+        valid_acc = self.evaluate(run, None, batches=MONITOR_BATCHES) if s.weight_mode == "mixed" else greedy_acc
         metrics = self.rewards.metrics(sample_to_arch(self.family, greedy, s.nodes), arch_key(self.family, greedy, s.nodes))
         record = {
             "stage": run.stage + 1, "epoch": epoch + 1, "global_epoch": global_epoch + 1,
@@ -496,7 +501,8 @@ class ProgressiveSearch:
             "params": params, "params_m": params / 1e6, "flops": flops, "flops_m": flops / 1e6,
             "eval_size": {"layers": s.eval_layers, "channels": s.eval_channels, "input_size": self.input_size,
                           "in_channels": self.in_channels, "num_classes": self.num_classes},
-            "derived_valid_acc": acc, "derived_reward": self.rewards.reward(acc / 100.0, metrics, s.stages - 1),
+            "derived_valid_acc": acc, "valid_images": sum(int(y.shape[0]) for _, y in self.valid_batches[:self.eval_batches]),
+            "derived_reward": self.rewards.reward(acc / 100.0, metrics, s.stages - 1),
         }
         if self.family == "nb201":
             doc["arch"] = sample_to_nb201(derived)

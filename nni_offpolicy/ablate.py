@@ -8,7 +8,9 @@ Every run uses the same preset, space, data, epochs and overrides; only the way 
 - ``random``: no learning (RandomNAS): random per-edge shrinking, a uniformly random genotype of the final
   stage's ops, seeded by the run's seed; its uniform samples give the best-sampled architecture;
 - ``darts``: first-order DARTS on the same supernet and schedule (``search.darts_alpha_step``), inputs derived
-  by edge strength.
+  by edge strength;
+- ``offpolicy-naswot``: ``offpolicy-uniform`` whose reward also multiplies in the NASWOT zero-cost score of each
+  sampled cell (``zero_cost.py``), (score / target) ^ 4.
 
 Layout of ``output``::
 
@@ -42,6 +44,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "on-policy": {"controller": "reinforce", "behaviour": "on-policy"},
     "random": {"controller": "random", "behaviour": "uniform"},
     "darts": {"controller": "darts"},
+    # off-policy uniform with the NASWOT zero-cost score as a reward term (zero_cost.py); the exponent and the
+    # other zero_cost_* settings are defaults a user's --set may change
+    "offpolicy-naswot": {"controller": "reinforce", "behaviour": "uniform", "zero_cost": "naswot",
+                         "zero_cost_exponent": 4.0},
 }
 RESERVED = {"controller": "--variants", "behaviour": "--variants", "epsilon": "--epsilon", "seed": "--seeds"}
 RETRAIN_RESERVED = {"genotype": "the harness", "index": "the harness", "seed": "--seeds",
@@ -151,11 +157,12 @@ def plan_ablation(preset: str = "demo", variants: str | Sequence[str] = tuple(VA
     output = Path(output or f"runs/ablate-{preset}")
     runs = []
     for variant in variants:
-        extra = dict(VARIANTS[variant])
+        fixed = {k: v for k, v in VARIANTS[variant].items() if k in RESERVED}  # what makes the variant
+        defaults = {k: v for k, v in VARIANTS[variant].items() if k not in RESERVED}  # --set may change these
         if variant == "offpolicy-egreedy":
-            extra["epsilon"] = epsilon
+            fixed["epsilon"] = epsilon
         for seed in seeds:
-            settings = load_settings(preset, {**overrides, **extra, "seed": seed})
+            settings = load_settings(preset, {**defaults, **overrides, **fixed, "seed": seed})
             runs.append(Run(variant, seed, settings, output / variant / f"seed{seed}"))
     plan = Plan(preset, variants, seeds, output, runs, dict(overrides), epsilon, retrain_epochs,
                 retrain_overrides)

@@ -33,13 +33,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from .data import local_cifar10_archive
 from .errors import UserError
 from .parsing import parse_choices
 from .settings import PRECISIONS, SEARCH_PRESETS, WEIGHT_MODES, SearchSettings, load_settings
 
 BENCH_EPOCHS = 4  # per stage: cold + warm weights-only, first + warm with controller updates
 BENCH_WARMUP = 2
-CIFAR10_ARCHIVE = "cifar10-jpeg.tar.gz"
 # Set per run by the bench (flag to use instead).
 RESERVED = {"weight_mode": "--weight-modes", "precision": "--precisions", "max_steps_per_epoch": "--steps",
             "dataset": "--dataset", "device": "--device", "batch_size": "--batch-size", "layers": "--layers"}
@@ -85,16 +85,8 @@ class BenchPlan:
 
 
 def default_dataset(roots: Sequence[Path] | None = None) -> str:
-    """The CIFAR-10 JPEG archive in ``shared/data`` next to or above the working directory or the repository
-    (where these machines keep it); a clear error naming the places looked at otherwise."""
-    repo = Path(__file__).resolve().parent.parent
-    roots = roots if roots is not None else [Path.cwd(), Path.cwd().parent, repo, repo.parent]
-    tried = list(dict.fromkeys(root / "shared" / "data" / CIFAR10_ARCHIVE for root in roots))
-    for path in tried:
-        if path.exists():
-            return f"imagefolder:{path}"
-    raise UserError(f"no CIFAR-10 archive found (looked for {', '.join(str(p) for p in tried)}); pass "
-                    f"--dataset imagefolder:PATH/{CIFAR10_ARCHIVE} (or cifar10 with --set data_dir=DIR)")
+    """The CIFAR-10 presets' data when no --dataset is given: the local JPEG archive (``data.local_cifar10_archive``)."""
+    return f"imagefolder:{local_cifar10_archive(roots)}"
 
 
 def plan_bench(preset: str = "pdarts", dataset: str | None = None, device: str = "auto", steps: int = 40,

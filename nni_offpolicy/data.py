@@ -32,8 +32,10 @@ from .errors import UserError
 
 DATASETS_HELP = (
     "digits (sklearn 8x8, embedded) | cifar10 | cifar100 (torchvision files in the data dir, or --download) | "
-    "imagefolder:PATH (directory or .tar/.tar.gz/.tgz in ImageFolder layout, optional train/ and test/)"
+    "imagefolder:PATH (directory or .tar/.tar.gz/.tgz in ImageFolder layout, optional train/ and test/) | "
+    "cifar10-jpeg (shared/data/cifar10-jpeg.tar.gz next to or above the working directory or the repository)"
 )
+CIFAR10_ARCHIVE = "cifar10-jpeg.tar.gz"
 
 SPLITS = ("train", "test")
 
@@ -210,7 +212,23 @@ def load_dataset(spec: str, split: str = "train", data_dir: str | None = None, d
         return _load_cifar(spec, split, data_dir, download)
     if spec.startswith("imagefolder:") and spec[len("imagefolder:"):]:
         return _load_imagefolder(spec[len("imagefolder:"):], split, cache_dir)
+    if spec == "cifar10-jpeg":
+        return _load_imagefolder(str(local_cifar10_archive()), split, cache_dir)
     raise UserError(f"dataset {spec!r} is not allowed: use {DATASETS_HELP}")
+
+
+def local_cifar10_archive(roots: Iterable[Path] | None = None) -> Path:
+    """The CIFAR-10 JPEG archive in ``shared/data`` next to or above the working directory or the repository
+    (where these machines keep it), so presets and benchmarks run on it without a path; a clear error naming the
+    places looked at otherwise."""
+    repo = Path(__file__).resolve().parent.parent
+    roots = list(roots) if roots is not None else [Path.cwd(), Path.cwd().parent, repo, repo.parent]
+    tried = list(dict.fromkeys(root / "shared" / "data" / CIFAR10_ARCHIVE for root in roots))
+    for path in tried:
+        if path.exists():
+            return path
+    raise UserError(f"no CIFAR-10 archive found (looked for {', '.join(str(p) for p in tried)}); pass "
+                    f"--dataset imagefolder:PATH/{CIFAR10_ARCHIVE} (or cifar10 with --set data_dir=DIR)")
 
 
 def _load_digits(split: str) -> ImageSet:

@@ -1,6 +1,7 @@
 """Rewards: accuracy through the shared weights times non-differentiable metrics of the architecture.
 
-R = acc * prod_m (metric_m(a) / target_m) ^ w_m   (MnasNet form; w < 0 penalises a metric above its target).
+R = acc * prod_m (metric_m(a) / target_m) ^ w_m   (MnasNet form; w < 0 penalises a metric above its target;
+w > 0 rewards one, as for a zero-cost score).
 Metrics are functions of the architecture priced as the network it would become at evaluation size; adding one
 is one entry in ``METRICS`` or a ``module:function`` named in the settings.
 """
@@ -14,6 +15,7 @@ import torch
 from .errors import UserError
 from .profiling import EvalCostModel
 from .settings import SearchSettings
+from .zero_cost import ZeroCostScorer
 
 MetricFn = Callable[[str, Any], float]
 
@@ -32,13 +34,22 @@ def load_metric(spec: str) -> MetricFn:
 
 class RewardModel:
     def __init__(self, settings: SearchSettings, family: str, num_classes: int, in_channels: int, input_size: int,
-                 custom_metric: MetricFn | None = None):
+                 custom_metric: MetricFn | None = None, probe_images: torch.Tensor | None = None):
+        """``probe_images``: the batch a zero-cost score looks at (needed when ``settings.zero_cost`` is set)."""
         self.settings = settings
         self.family = family
         self.cost = EvalCostModel(family, layers=settings.eval_layers, channels=settings.eval_channels,
                                   num_classes=num_classes, in_channels=in_channels, input_size=input_size)
         self.custom = custom_metric or (load_metric(settings.metric) if settings.metric else None)
         self._custom_cache: dict[str, float] = {}
+        self.zero_cost = None
+        if settings.zero_cost is not None:
+            if probe_images is None:
+                raise ValueError("zero_cost needs probe_images")
+            self.zero_cost = ZeroCostScorer(family, probe_images[: settings.zero_cost_images],
+                                            settings.zero_cost_layers or settings.layers[0],
+                                            settings.zero_cost_channels, num_classes,
+                                            score=settings.zero_cost)
 
     def price(self, arch: Any) -> tuple[int, int]:
         # Pricing builds modules lazily and module init draws from the global RNG; fork it so that how much
@@ -53,13 +64,16 @@ class RewardModel:
             if key not in self._custom_cache:
                 self._custom_cache[key] = float(self.custom(self.family, arch))
             out["metric"] = self._custom_cache[key]
+        if self.zero_cost is not None:
+            out["zero_cost"] = self.zero_cost(arch, key)
         return out
 
     def reward(self, accuracy: float, metrics: dict[str, float], stage: int) -> float:
         s = self.settings
         r = accuracy
         terms = [("params_m", s.size_target, s.size_exponent), ("flops_m", s.flops_target, s.flops_exponent),
-                 ("metric", s.metric_target, s.metric_exponent)]
+                 ("metric", s.metric_target, s.metric_exponent),
+                 ("zero_cost", s.zero_cost_target, s.zero_cost_exponent)]
         for name, target, exponent in terms:
             if exponent[stage] != 0 and name in metrics:
                 r *= (max(metrics[name], 1e-12) / target[stage]) ** exponent[stage]

@@ -189,7 +189,8 @@ class ProgressiveSearch:
         # normalised once, in the model's memory layout; rewards cycle through them. search_split hands the
         # validation half over class-mixed, so each of these batches holds the split's classes in proportion.
         self.valid_batches = [(self.accel.prepare_input(x), y) for x, y in valid_loader.epoch(0)]
-        self.rewards = RewardModel(settings, self.family, self.num_classes, self.in_channels, self.input_size)
+        self.rewards = RewardModel(settings, self.family, self.num_classes, self.in_channels, self.input_size,
+                                   probe_images=self.valid_batches[0][0])
         self.on_epoch, self.progress = on_epoch, progress
         self.tracker = Tracker(settings.recent_window)
         self.stage_summaries: list[dict[str, Any]] = []

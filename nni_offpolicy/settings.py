@@ -23,10 +23,12 @@ WEIGHT_MODES = ("mixed", "path")
 IMPORTANCE = ("per-decision", "trajectory")
 PRECISIONS = ("auto", "fp32", "bf16")  # auto: bf16 autocast on CUDA, fp32 elsewhere
 CHANNELS_LAST = ("auto", "on", "off")  # auto: on for CUDA
+ZERO_COST_SCORES = ("naswot",)  # kept in step with zero_cost.ZERO_COST_SCORES (a test checks)
 COMPILE_MODES = ("off", "ops")  # ops: torch.compile each candidate op module once per stage
-OPTIONAL_INTS = ("max_steps_per_epoch", "reward_batch_size", "eval_images")  # None has a meaning of its own
+OPTIONAL_INTS = ("max_steps_per_epoch", "reward_batch_size", "eval_images", "zero_cost_layers")  # None has a meaning of its own
 STAGE_LISTS = ("layers", "ops_kept", "epochs", "warmup_epochs", "skip_dropout", "size_target", "size_exponent",
-               "flops_target", "flops_exponent", "metric_target", "metric_exponent")
+               "flops_target", "flops_exponent", "metric_target", "metric_exponent", "zero_cost_target",
+               "zero_cost_exponent")
 
 
 @dataclass
@@ -84,6 +86,13 @@ class SearchSettings:
     metric: str | None = None  # "module:function" taking (family, architecture) -> float
     metric_target: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])
     metric_exponent: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    # zero-cost term: (score of the cell's untrained network / target) ^ exponent, per stage (see zero_cost.py)
+    zero_cost: str | None = None  # None (off) | naswot
+    zero_cost_target: list[float] = field(default_factory=lambda: [10.0, 10.0, 10.0])
+    zero_cost_exponent: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    zero_cost_layers: int | None = None  # cells (per stack, nb201) of the network scored; None: stage 1's layers
+    zero_cost_channels: int = 8
+    zero_cost_images: int = 64
     eval_layers: int = 20
     eval_channels: int = 36
     recent_window: int = 200
@@ -147,7 +156,15 @@ class SearchSettings:
         if self.reward_batch % self.devices:
             raise UserError(f"reward_batch_size {self.reward_batch} does not split evenly over {self.devices} "
                             f"devices; use a multiple of {self.devices}")
-        for name in ("size_target", "flops_target", "metric_target"):
+        if self.zero_cost is not None and self.zero_cost not in ZERO_COST_SCORES:
+            raise UserError(f"unknown zero_cost score {self.zero_cost!r}; allowed: none, {', '.join(ZERO_COST_SCORES)}")
+        for name in ("zero_cost_layers", "zero_cost_channels", "zero_cost_images"):
+            if getattr(self, name) is not None and not getattr(self, name) >= 1:
+                raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.zero_cost is not None and self.zero_cost_images > self.reward_batch:
+            raise UserError(f"zero_cost_images ({self.zero_cost_images}) exceeds the reward batch "
+                            f"({self.reward_batch}) it is taken from")
+        for name in ("size_target", "flops_target", "metric_target", "zero_cost_target"):
             for s, value in enumerate(getattr(self, name), start=1):
                 if not value > 0:
                     raise UserError(f"{name} must be > 0 (stage {s} has {value})")
@@ -215,6 +232,15 @@ SEARCH_PRESETS: dict[str, dict[str, Any]] = {
                   weight_mode="path", behaviour="uniform", controller_lr=5e-3, rl_interval_steps=5,
                   samples_per_update=10, size_target=[1.0, 1.0, 1.0], size_exponent=[0.0, 0.0, 0.0],
                   eval_layers=5, eval_channels=16),
+    # The nb201 search shrunk to fit 2 CPU cores in minutes, so ablation grids of several variants x 3 seeds run
+    # here: 1,1,2 cells per stack, 8 channels, 6 epochs of 60 steps per stage on the local CIFAR-10 archive;
+    # rewards on 256-image batches; stage-end and final evaluations on the first 2,000 validation images.
+    "nb201-proxy": dict(space="nb201", dataset="cifar10-jpeg", layers=[1, 1, 2], ops_kept=[3, 2, 1],
+                        epochs=[6, 6, 6], warmup_epochs=[2, 2, 2], skip_dropout=[0.0, 0.0, 0.0], channels=8,
+                        batch_size=64, max_steps_per_epoch=60, weight_mode="path", behaviour="uniform",
+                        controller_lr=5e-3, rl_interval_steps=10, samples_per_update=8, reward_batch_size=256,
+                        eval_images=2000, size_target=[1.0, 1.0, 1.0], size_exponent=[0.0, 0.0, 0.0],
+                        eval_layers=5, eval_channels=16, threads=1),
 }
 
 
@@ -257,6 +283,8 @@ def _coerce(name: str, value: Any, current: Any) -> Any:
             return float(value)
         except (TypeError, ValueError):
             raise UserError(f"{name}: expected a number, got {value!r}") from None
+    if name in ("zero_cost", "metric") and (value is None or str(value).lower() in ("none", "")):
+        return None  # switched off
     if value is not None and not isinstance(value, str):
         return str(value)
     return value

@@ -178,7 +178,8 @@ def test_rerun_with_other_settings_is_refused_before_anything_runs(grid, tmp_pat
 
 @pytest.mark.parametrize("flags,expected", [
     (["--variants", "offpolicy-uniform,greedy"], "unknown variant 'greedy'; allowed: offpolicy-uniform, "
-                                                 "offpolicy-egreedy, on-policy, random, darts"),
+                                                 "offpolicy-egreedy, on-policy, random, darts, "
+                                                 "offpolicy-naswot"),
     (["--variants", ""], "--variants: give at least one of"),
     (["--seeds", ""], "--seeds: give at least one seed"),
     (["--seeds", " , "], "--seeds: give at least one seed"),

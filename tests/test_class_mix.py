@@ -73,9 +73,10 @@ def _write_sorted_imagefolder(root: Path) -> None:
         Image.fromarray(pixels).save(folder / f"{i:04d}.png")
 
 
-def test_search_on_a_class_sorted_imagefolder_monitors_the_whole_split(tmp_path):
+def test_search_on_a_class_sorted_imagefolder_monitors_the_whole_split(tmp_path, monkeypatch):
     """Breakage caught: per-epoch valid accuracy measured on one class region of a class-sorted split (it read
     the noise classes only, tens of points below the whole-split accuracy)."""
+    monkeypatch.setenv("NNI_OFFPOLICY_CACHE", str(tmp_path / "cache"))  # the decoded copy stays in tmp_path
     folder = tmp_path / "sorted"
     _write_sorted_imagefolder(folder)
     overrides = {"dataset": f"imagefolder:{folder}", "layers": "3", "epochs": "4", "warmup_epochs": "1",

@@ -5,7 +5,8 @@ import argparse
 
 from . import parse_pairs
 
-VARIANT_NAMES = ("offpolicy-uniform", "offpolicy-egreedy", "on-policy", "random", "darts")  # = ablate.VARIANTS
+VARIANT_NAMES = ("offpolicy-uniform", "offpolicy-egreedy", "on-policy", "random", "darts",
+                 "offpolicy-naswot")  # = ablate.VARIANTS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -24,6 +24,7 @@ IMPORTANCE = ("per-decision", "trajectory")
 PRECISIONS = ("auto", "fp32", "bf16")  # auto: bf16 autocast on CUDA, fp32 elsewhere
 CHANNELS_LAST = ("auto", "on", "off")  # auto: on for CUDA
 COMPILE_MODES = ("off", "ops")  # ops: torch.compile each candidate op module once per stage
+REWARD_SOURCES = ("supernet", "table")  # accuracy through the shared weights | looked up in a benchmark table
 STAGE_LISTS = ("layers", "ops_kept", "epochs", "warmup_epochs", "skip_dropout", "size_target", "size_exponent",
                "flops_target", "flops_exponent", "metric_target", "metric_exponent")
 
@@ -77,6 +78,8 @@ class SearchSettings:
     metric: str | None = None  # "module:function" taking (family, architecture) -> float
     metric_target: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])
     metric_exponent: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    reward_source: str = "supernet"  # table: the accuracy term is reward_table's value; no supernet is trained
+    reward_table: str | None = None  # "TABLE.csv:COLUMN" (NB201 benchmark table; see tables.py)
     eval_layers: int = 20
     eval_channels: int = 36
     recent_window: int = 200
@@ -170,7 +173,30 @@ class SearchSettings:
                               ("compile", COMPILE_MODES)):
             if getattr(self, name) not in allowed:
                 raise UserError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        self._validate_reward_source(family)
         return self
+
+    def _validate_reward_source(self, family: str) -> None:
+        """The table reward source is read here, so a missing file or column stops before anything is written."""
+        if self.reward_source not in REWARD_SOURCES:
+            raise UserError(f"unknown reward_source {self.reward_source!r}; allowed: {', '.join(REWARD_SOURCES)}")
+        if self.reward_source == "supernet":
+            if self.reward_table is not None:
+                raise UserError("reward_table is only read with reward_source=table; set both, or neither")
+            return
+        if family != "nb201":
+            raise UserError(f"reward_source=table needs the nb201 space (benchmark tables are NAS-Bench-201), "
+                            f"got space {self.space}")
+        if self.controller == "darts":
+            raise UserError("reward_source=table has no gradient for controller=darts: use reinforce or random")
+        if self.devices != 1:
+            raise UserError(f"reward_source=table trains no network, so devices must be 1, got {self.devices}")
+        if not self.reward_table:
+            raise UserError("reward_source=table needs reward_table=TABLE.csv:COLUMN")
+        from .tables import open_table, reward_scale
+
+        table, column = open_table(self.reward_table)
+        reward_scale(table, table.single_column(column))
 
 
 def _small_stages(**kw: Any) -> dict[str, Any]:

@@ -202,9 +202,14 @@ class TableSearch(ProgressiveSearch):
 def table_search(settings: SearchSettings, out: Path, resume_state: dict[str, Any] | None,
                  on_epoch: EpochCallback | None, progress: bool, initial_ops: dict | None) -> dict[str, Any]:
     """A whole search with the table reward source (``run_search`` calls it, so the outputs are the same)."""
-    if settings.threads > 0:
-        torch.set_num_threads(settings.threads)
-    if resume_state is None:
-        ckpt.seed_everything(settings.seed)
-    search = TableSearch(settings, out, data_shape(settings), on_epoch, progress, initial_ops)
-    return search.run(resume_state)
+    # the controller's tensors are a few dozen numbers: more than one intra-op thread only makes them wait for
+    # each other (ten times slower on a busy 2-core machine), so one unless the settings name more
+    before = torch.get_num_threads()
+    torch.set_num_threads(settings.threads if settings.threads > 0 else 1)
+    try:
+        if resume_state is None:
+            ckpt.seed_everything(settings.seed)
+        search = TableSearch(settings, out, data_shape(settings), on_epoch, progress, initial_ops)
+        return search.run(resume_state)
+    finally:
+        torch.set_num_threads(before)

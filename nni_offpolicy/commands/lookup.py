@@ -55,7 +55,8 @@ def cells_of(spec: str) -> list[tuple[str, str, str]]:
                 for k, entry in enumerate(doc["architectures"])]
     if isinstance(doc, dict) and "genotype" in doc:
         if doc.get("family") == "darts":
-            raise UserError(f"{path} is a search of the {doc.get('space', 'DARTS')} space (DARTS family); {DARTS_HINT}")
+            raise UserError(f"{path} holds a DARTS-family genotype (a search of the {doc.get('space')} space); "
+                            f"{DARTS_HINT}")
         cells = [(str(path), "derived", _nb201(doc.get("arch") or doc["genotype"], str(path)))]
         best = doc.get("best_sampled")
         if isinstance(best, dict) and "genotype" in best:

@@ -489,8 +489,17 @@ def plot_ablation(plan: Plan, rows: Sequence[Mapping[str, Any]], reference: Sequ
     from matplotlib.figure import Figure
 
     panels = [("derived_table", f"derived cell: {plan.table_column}")] if plan.table is not None else []
-    panels += [("derived_valid_acc", "derived cell: supernet valid acc (%)"),
-              ("top_op_share", "top-op share (Matthew effect)"),
+    s = plan.runs[0].settings
+    table_reward, same = s.reward_source == "table", False
+    if table_reward:
+        from .tables import open_table
+
+        reward_table, reward_column = open_table(s.reward_table)
+        same = reward_table is plan.table and reward_table.single_column(reward_column) == plan.table_column
+    if not (table_reward and same):  # else the same values as the first panel
+        panels.append(("derived_valid_acc", "derived cell: table value (%), the reward" if table_reward
+                       else "derived cell: supernet valid acc (%)"))
+    panels += [("top_op_share", "top-op share (Matthew effect)"),
               ("argmax_frozen_share", "argmax frozen after warm-up")]
     if plan.retrain_epochs is not None:
         panels.append(("retrain_test_acc", f"retrain test acc (%), {plan.retrain_epochs} epoch(s)"))
@@ -531,7 +540,6 @@ def plot_ablation(plan: Plan, rows: Sequence[Mapping[str, Any]], reference: Sequ
         ax.set_title(title, fontsize=9)
         ax.tick_params(axis="y", labelsize=8)
         ax.grid(axis="y", alpha=0.3)
-    s = plan.runs[0].settings
     fig.suptitle(f"ablation: {s.space} on {s.dataset}, seeds {','.join(map(str, plan.seeds))} "
                  f"(bar = mean, whisker = std, dots = seeds)", fontsize=10)
     fig.tight_layout()

@@ -274,3 +274,45 @@ def test_ablate_table_on_a_tiny_supernet_grid(full, tmp_path):
         assert float(row["best_sampled_table"]) == pytest.approx(table.value(doc["best_sampled"]["genotype"], "score"))
         assert int(row["derived_table_rank"]) == table.lookup(doc["arch"], "score").rank
     assert "| offpolicy-uniform | 1 | " in (out / "summary.md").read_text()
+
+
+def test_table_reward_search_killed_and_resumed_ends_as_the_uninterrupted_one(full, tmp_path):
+    from nni_offpolicy.search import run_search
+    from nni_offpolicy.settings import load_settings
+
+    def settings():
+        return load_settings("nb201", {"reward_source": "table", "reward_table": f"{full['path']}:score",
+                                       "behaviour": "egreedy", "epsilon": 0.3, "max_steps_per_epoch": 40,
+                                       "progress": False, "seed": 4})
+
+    whole = run_search(settings(), tmp_path / "whole")
+
+    class Killed(Exception):
+        pass
+
+    def kill_at_epoch_13(record):
+        if record["global_epoch"] == 13:
+            raise Killed
+
+    with pytest.raises(Killed):
+        run_search(settings(), tmp_path / "killed", on_epoch=kill_at_epoch_13)
+    resumed = run_search(settings(), tmp_path / "killed", resume=True)
+    for key in ("arch", "derived_valid_acc", "best_sampled"):
+        assert resumed[key] == whole[key], key
+    untimed = [[{k: v for k, v in s.items() if k != "eval_seconds"} for s in doc["stages"]] for doc in (whole, resumed)]
+    assert untimed[0] == untimed[1]  # the same shrinking and probabilities at every stage end
+    assert len((tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()) == 30
+
+
+def test_ablate_row_of_a_cell_the_table_lacks_is_nan_and_a_line(full, tmp_path):
+    from nni_offpolicy.ablate import Plan, table_values
+
+    small = tmp_path / "small.csv"
+    small.write_text(f"arch,acc\n{full['archs'][5]},50\n")
+    table, _ = open_table(str(small))
+    plan = Plan("nb201", ["random"], [0], tmp_path, [], {}, 0.3, table=table, table_column="acc")
+    lines: list[str] = []
+    doc = {"arch": full["archs"][5], "genotype": full["archs"][5], "best_sampled": {"genotype": full["best"]}}
+    got = table_values(plan, doc, lines.append)
+    assert got["derived_table"] == 50.0 and got["derived_table_rank"] == 1
+    assert np.isnan(got["best_sampled_table"]) and len(lines) == 1 and canonical_arch(full["best"]) in lines[0]

@@ -173,11 +173,11 @@ BAD = [
       "--output", "{dir}/out"], "needs the nb201 space"),
     (["search", "--preset", "nb201", "--set", "reward_source=bench", "--output", "{dir}/out"],
      "unknown reward_source 'bench'; allowed: supernet, table"),
-    (["ablate", "--preset", "demo", "--table", "{full}:score", "--output", "{dir}/out"],
+    (["ablate", "--preset", "demo", "--variants", "offpolicy-uniform,random", "--table", "{full}:score", "--output", "{dir}/out"],
      "--table: benchmark tables are NAS-Bench-201"),
-    (["ablate", "--preset", "nb201", "--table", "{full}", "--output", "{dir}/out"],
+    (["ablate", "--preset", "nb201", "--variants", "offpolicy-uniform,random", "--table", "{full}", "--output", "{dir}/out"],
      "has 2 numeric columns; name one"),
-    (["ablate", "--preset", "nb201", "--table", "{dir}/noarch.csv", "--output", "{dir}/out"], "no arch column"),
+    (["ablate", "--preset", "nb201", "--variants", "random", "--table", "{dir}/noarch.csv", "--output", "{dir}/out"], "no arch column"),
 ]
 
 

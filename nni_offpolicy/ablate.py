@@ -19,6 +19,10 @@ Layout of ``output``::
     published-pdarts/seed<k>/retrain/   the published P-DARTS cell, same retrain schedule (DARTS family only)
     runs.csv, summary.md, ablation.png
 
+With ``table`` (``TABLE[:COLUMN]``, NB201 only) every run's derived and best-sampled cells are looked up in a
+benchmark table (``tables.py``): runs.csv, summary.md and ablation.png gain their values, beside the table's
+median and optimum. The table is read and checked when the grid is planned, before any search runs.
+
 A run whose genotype.json exists is skipped (a killed grid resumes; a run killed mid-way resumes from its
 checkpoint), as is a retrain whose result.json exists, after checking that they were made with these settings.
 """
@@ -59,10 +63,13 @@ SEARCH_MAY_DIFFER = {"progress", "device", "precision", "channels_last", "compil
 COLUMNS = ["variant", "seed", "genotype", "best_sampled", "params_m", "flops_m", "derived_valid_acc",
            "best_sampled_valid_acc", "argmax_frozen_share", "top_op_share", "wall_time_s"]
 RETRAIN_COLUMNS = ["retrain_test_acc", "retrain_params_m"]
+TABLE_COLUMNS = ["derived_table", "derived_table_rank", "best_sampled_table"]
 NUMERIC = {"params_m", "flops_m", "derived_valid_acc", "best_sampled_valid_acc", "argmax_frozen_share",
-           "top_op_share", "wall_time_s", "retrain_test_acc", "retrain_params_m"}
+           "top_op_share", "wall_time_s", "retrain_test_acc", "retrain_params_m", "derived_table",
+           "derived_table_rank", "best_sampled_table"}
 # What the per-variant table averages, with its heading.
-SUMMARY_METRICS = [("derived_valid_acc", "derived valid acc (%)"),
+SUMMARY_METRICS = [("derived_table", "derived cell in table"), ("best_sampled_table", "best-sampled cell in table"),
+                   ("derived_valid_acc", "derived valid acc (%)"),
                    ("best_sampled_valid_acc", "best-sampled valid acc (%)"),
                    ("params_m", "params (M)"), ("flops_m", "FLOPs (M)"),
                    ("argmax_frozen_share", "argmax frozen share"), ("top_op_share", "top-op share"),
@@ -95,6 +102,8 @@ class Plan:
     epsilon: float
     retrain_epochs: int | None = None
     retrain_overrides: dict[str, Any] = field(default_factory=dict)
+    table: Any = None  # tables.Table the runs' cells are looked up in (None: no lookup)
+    table_column: str | None = None
 
     @property
     def family(self) -> str:
@@ -133,7 +142,7 @@ def plan_ablation(preset: str = "demo", variants: str | Sequence[str] = tuple(VA
                   seeds: str | Sequence[int] = (0, 1, 2), epsilon: float = 0.3,
                   overrides: Mapping[str, Any] | None = None, output: str | Path | None = None,
                   retrain_epochs: int | None = None, retrain_overrides: Mapping[str, Any] | None = None,
-                  space: str | None = None) -> Plan:
+                  space: str | None = None, table: str | None = None) -> Plan:
     """Check everything (variants, seeds, every run's settings, what an earlier grid left in ``output``) before
     anything is trained or written; raise ``UserError`` with one line on bad input."""
     variants = parse_variants(variants)
@@ -166,6 +175,8 @@ def plan_ablation(preset: str = "demo", variants: str | Sequence[str] = tuple(VA
             runs.append(Run(variant, seed, settings, output / variant / f"seed{seed}"))
     plan = Plan(preset, variants, seeds, output, runs, dict(overrides), epsilon, retrain_epochs,
                 retrain_overrides)
+    if table is not None:
+        plan.table, plan.table_column = _open_table(plan, table)
     for run in runs:
         _check_existing(run)
     if retrain_epochs is not None:
@@ -179,6 +190,41 @@ def plan_ablation(preset: str = "demo", variants: str | Sequence[str] = tuple(VA
                     _check_retrain(output / REFERENCE_DIR / f"seed{seed}" / "retrain",
                                    retrain_settings(plan, run.settings, doc, seed, REFERENCE_GENOTYPE))
     return plan
+
+
+def _open_table(plan: Plan, spec: str) -> tuple[Any, str]:
+    """The benchmark table and its one column, checked before anything runs."""
+    from .tables import open_table
+
+    if plan.family != "nb201":
+        raise UserError(f"--table: benchmark tables are NAS-Bench-201, but this grid searches the "
+                        f"{plan.runs[0].settings.space} space (DARTS family); use --space nb201 or a nb201 preset")
+    table, column = open_table(spec)
+    return table, table.single_column(column)
+
+
+def table_values(plan: Plan, doc: Mapping[str, Any], log: Log) -> dict[str, Any]:
+    """The derived and best-sampled cells' values (NaN, and a line, for a cell the table lacks: the runs have
+    already taken their time, so the table is still written)."""
+    out: dict[str, Any] = {}
+    best = doc.get("best_sampled")
+    for name, arch in (("derived", doc.get("arch") or doc["genotype"]),
+                       ("best_sampled", best["genotype"] if best else None)):
+        if arch is None:
+            out[f"{name}_table"] = math.nan
+            continue
+        try:
+            found = plan.table.lookup(arch, plan.table_column)
+        except UserError as exc:
+            log(f"  table: {exc}")
+            out[f"{name}_table"] = math.nan
+            if name == "derived":
+                out["derived_table_rank"] = math.nan
+            continue
+        out[f"{name}_table"] = found.value
+        if name == "derived":
+            out["derived_table_rank"] = found.rank
+    return out
 
 
 def _check_existing(run: Run) -> None:
@@ -293,6 +339,8 @@ def run_ablation(plan: Plan, log: Log | None = None) -> dict[str, Any]:
                 f"{last['top_op_share']:.2f}, argmax frozen share {last['argmax_frozen_share']:.2f}, "
                 f"{doc['wall_time_s']:.1f} s -> {run.dir}")
         rows.append(run_row(run.variant, run.seed, doc))
+        if plan.table is not None:
+            rows[-1].update(table_values(plan, doc, log))
         if plan.retrain_epochs is not None:
             settings = retrain_settings(plan, run.settings, doc, run.seed, str(done))
             result = _retrain(run.dir / "retrain", settings, log, run.name)
@@ -317,7 +365,8 @@ def run_ablation(plan: Plan, log: Log | None = None) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------------------------------- outputs
 def columns(plan: Plan) -> list[str]:
-    return COLUMNS + (RETRAIN_COLUMNS if plan.retrain_epochs is not None else [])
+    return (COLUMNS + (TABLE_COLUMNS if plan.table is not None else [])
+            + (RETRAIN_COLUMNS if plan.retrain_epochs is not None else []))
 
 
 def _cell(value: Any, digits: int = 4) -> str:
@@ -359,7 +408,7 @@ def _pm(pair: tuple[float, float], digits: int) -> str:
 
 
 def _digits(key: str) -> int:
-    return 2 if key.endswith("acc") or key == "wall_time_s" else 3
+    return 2 if key.endswith("acc") or key.endswith("_table") or key == "wall_time_s" else 3
 
 
 def summary_markdown(plan: Plan, rows: Sequence[Mapping[str, Any]], reference: Sequence[Mapping[str, Any]]) -> str:
@@ -376,6 +425,14 @@ def summary_markdown(plan: Plan, rows: Sequence[Mapping[str, Any]], reference: S
         lines.append(f"Retrain: {plan.retrain_epochs} epoch(s) at the evaluation size (eval_layers {s.eval_layers}, "
                      f"eval_channels {s.eval_channels})" + (f", {extra}" if extra else "")
                      + "; test accuracy of the final epoch.")
+    if s.reward_source == "table":
+        lines.append(f"Reward source: the table `{s.reward_table}` (no supernet trained): the valid accuracies "
+                     f"below are that table's values of the cells, in %.")
+    if plan.table is not None:
+        c = plan.table.column_summary(plan.table_column)
+        lines.append(f"Cells looked up in {plan.table.path}, column `{plan.table_column}` ({c['better']} is "
+                     f"better, {c['cells']} cells): table median {c['median']:.2f}, optimum {c['optimum']:.2f} "
+                     f"({_code(c['optimum_arch'])}).")
     lines += ["", "## Per variant (mean ± sample std over seeds)", ""]
     summary = summarise(rows, plan.variants)
     keys = [(k, title) for k, title in SUMMARY_METRICS if summary and k in summary[0]]
@@ -438,8 +495,18 @@ def plot_ablation(plan: Plan, rows: Sequence[Mapping[str, Any]], reference: Sequ
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    panels = [("derived_valid_acc", "derived cell: supernet valid acc (%)"),
-              ("top_op_share", "top-op share (Matthew effect)"),
+    panels = [("derived_table", f"derived cell: {plan.table_column}")] if plan.table is not None else []
+    s = plan.runs[0].settings
+    table_reward, same = s.reward_source == "table", False
+    if table_reward:
+        from .tables import open_table
+
+        reward_table, reward_column = open_table(s.reward_table)
+        same = reward_table is plan.table and reward_table.single_column(reward_column) == plan.table_column
+    if not (table_reward and same):  # else the same values as the first panel
+        panels.append(("derived_valid_acc", "derived cell: table value (%), the reward" if table_reward
+                       else "derived cell: supernet valid acc (%)"))
+    panels += [("top_op_share", "top-op share (Matthew effect)"),
               ("argmax_frozen_share", "argmax frozen after warm-up")]
     if plan.retrain_epochs is not None:
         panels.append(("retrain_test_acc", f"retrain test acc (%), {plan.retrain_epochs} epoch(s)"))
@@ -468,6 +535,11 @@ def plot_ablation(plan: Plan, rows: Sequence[Mapping[str, Any]], reference: Sequ
             if ref.size > 1:
                 ax.axhspan(ref.mean() - ref.std(ddof=1), ref.mean() + ref.std(ddof=1), color="black", alpha=0.08)
             ax.legend(fontsize=7, loc="lower right")
+        if key == "derived_table":
+            summary = plan.table.column_summary(plan.table_column)
+            ax.axhline(summary["optimum"], color="black", ls="-", lw=1, label="table optimum")
+            ax.axhline(summary["median"], color="black", ls="--", lw=1, label="table median")
+            ax.legend(fontsize=7, loc="lower right")
         if key.endswith("share"):
             ax.set_ylim(0, 1.05)
         ax.set_xticks(range(len(variants)))
@@ -475,7 +547,6 @@ def plot_ablation(plan: Plan, rows: Sequence[Mapping[str, Any]], reference: Sequ
         ax.set_title(title, fontsize=9)
         ax.tick_params(axis="y", labelsize=8)
         ax.grid(axis="y", alpha=0.3)
-    s = plan.runs[0].settings
     fig.suptitle(f"ablation: {s.space} on {s.dataset}, seeds {','.join(map(str, plan.seeds))} "
                  f"(bar = mean, whisker = std, dots = seeds)", fontsize=10)
     fig.tight_layout()

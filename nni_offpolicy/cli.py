@@ -12,7 +12,7 @@ import warnings
 
 from .errors import UserError
 
-COMMANDS = ["search", "profile", "retrain", "export", "plot", "trial", "bench", "ablate"]
+COMMANDS = ["search", "profile", "retrain", "export", "plot", "trial", "bench", "ablate", "lookup"]
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:

@@ -46,7 +46,8 @@ class RewardModel:
         if settings.zero_cost is not None:
             if probe_images is None:
                 raise ValueError("zero_cost needs probe_images")
-            self.zero_cost = ZeroCostScorer(family, probe_images[: settings.zero_cost_images],
+            images = settings.zero_cost_images or min(64, settings.reward_batch)
+            self.zero_cost = ZeroCostScorer(family, probe_images[:images],
                                             settings.zero_cost_layers or settings.layers[0],
                                             settings.zero_cost_channels, num_classes,
                                             score=settings.zero_cost)

@@ -72,6 +72,15 @@ def darts_alpha_step(controller: OffPolicyController, supernet: Supernet, op_row
             "controller/entropy": float(controller.entropy().detach())}
 
 
+def stage_controller(s: SearchSettings, family: str, edge_ops: dict, stage: int) -> OffPolicyController:
+    """A stage's fresh controller over its op lists (whatever scores the samples: supernet or table)."""
+    return OffPolicyController(
+        build_decisions(family, edge_ops), behaviour=s.behaviour, epsilon=s.epsilon,
+        temperature=s.temperature, lr=s.controller_lr, truncation=s.truncation, importance=s.importance,
+        baseline_decay=s.baseline_decay, entropy_weight=s.entropy_weight, replay_size=s.replay_size,
+        replay_samples=s.replay_samples, seed=s.seed * 1009 + stage)
+
+
 class StageRun:
     """Everything that lives for one stage: supernet, controller, optimiser, schedule."""
 
@@ -83,11 +92,7 @@ class StageRun:
                             num_classes=search.num_classes, in_channels=search.in_channels, nodes=s.nodes)
         self.supernet = Supernet(space).to(search.device)
         search.accel.prepare(self.supernet, self.supernet.candidate_ops())  # before the optimiser sees the weights
-        self.controller = OffPolicyController(
-            build_decisions(search.family, edge_ops), behaviour=s.behaviour, epsilon=s.epsilon,
-            temperature=s.temperature, lr=s.controller_lr, truncation=s.truncation, importance=s.importance,
-            baseline_decay=s.baseline_decay, entropy_weight=s.entropy_weight, replay_size=s.replay_size,
-            replay_samples=s.replay_samples, seed=s.seed * 1009 + stage)
+        self.controller = stage_controller(s, search.family, edge_ops, stage)
         self.optimizer = torch.optim.SGD(self.supernet.parameters(), lr=s.lr, momentum=s.momentum,
                                          weight_decay=s.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=s.epochs[stage],
@@ -236,7 +241,7 @@ class ProgressiveSearch:
                 if pending_rng is not None and stage_state is None:
                     ckpt.set_rng_state(pending_rng)  # the new stage's weights are drawn from the saved stream
                     pending_rng = None
-                run = StageRun(self, stage, edge_ops)
+                run = self.new_stage(stage, edge_ops)
                 if stage_state is not None:
                     run.load_state(stage_state)
                     stage_state = None
@@ -348,13 +353,15 @@ class ProgressiveSearch:
             raise SearchDiverged(f"the loss went non-finite in another replica at stage {stage + 1}, epoch "
                                  f"{epoch + 1}; the checkpoint of the last finished epoch in {self.dir} is intact")
 
-    def controller_step(self, run: StageRun, epoch: int, step: int) -> dict[str, Any]:
-        s, controller, supernet = self.settings, run.controller, run.supernet
+    def new_stage(self, stage: int, edge_ops: dict) -> StageRun:
+        return StageRun(self, stage, edge_ops)
+
+    def sample_accuracies(self, run: StageRun, sample_dicts: list[dict]) -> tuple[list[float], tuple]:
+        """The accuracy term of each sample's reward (a fraction), and the validation batch it was scored on."""
+        supernet = run.supernet
         x_all, y_all = self.valid_batches[self.reward_updates % len(self.valid_batches)]
         x, y = self.replicas.shard(x_all, y_all)
         self.reward_updates += 1
-        samples = controller.sample(s.samples_per_update, policy=SAMPLE_POLICY[s.controller])
-        sample_dicts = [controller.to_sample(a) for a in samples.actions]
         supernet.set_skip_dropout(0.0)
         hits = []
         with torch.no_grad():
@@ -362,7 +369,13 @@ class ProgressiveSearch:
                 supernet.set_path(sample)
                 hits.append((self.accel.forward(supernet, x).argmax(1) == y).sum().float())
         # one all-reduce and one host sync for all samples
-        accuracies = (self.replicas.sum(torch.stack(hits)) / y_all.shape[0]).cpu().tolist()
+        return (self.replicas.sum(torch.stack(hits)) / y_all.shape[0]).cpu().tolist(), (x, y)
+
+    def controller_step(self, run: StageRun, epoch: int, step: int) -> dict[str, Any]:
+        s, controller, supernet = self.settings, run.controller, run.supernet
+        samples = controller.sample(s.samples_per_update, policy=SAMPLE_POLICY[s.controller])
+        sample_dicts = [controller.to_sample(a) for a in samples.actions]
+        accuracies, (x, y) = self.sample_accuracies(run, sample_dicts)
         keys = [arch_key(self.family, d, s.nodes) for d in sample_dicts]
         metrics = [self.rewards.metrics(sample_to_arch(self.family, d, s.nodes), k)
                    for d, k in zip(sample_dicts, keys)]
@@ -548,18 +561,25 @@ def run_search(settings: SearchSettings, output_dir: str | Path, resume: bool = 
             # where and how it runs may change, not what it computes
             if set(changed) - {"progress", "device", "devices", "precision", "channels_last", "compile"}:
                 raise UserError(f"--resume: settings differ from the checkpoint's in {changed}")
+    table_source = settings.reward_source == "table"  # no network, no data: see table_reward.py
     device = resolve_device(settings.device)
-    check_devices(settings.devices, device, settings.batch_size)
+    if not table_source:
+        check_devices(settings.devices, device, settings.batch_size)
     # loaded here first even with several replicas: a bad dataset fails before anything is spawned, and a JPEG
     # folder is decoded into its cache once instead of by every replica at the same time
-    data = load_dataset(settings.dataset, "train", data_dir=settings.data_dir, download=settings.download)
+    data = None if table_source else load_dataset(settings.dataset, "train", data_dir=settings.data_dir,
+                                                  download=settings.download)
     if not resume:
         for stale in (CHECKPOINT, "metrics.jsonl", "genotype.json"):
             (out / stale).unlink(missing_ok=True)
         shutil.rmtree(out / "tensorboard", ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     show = settings.progress if progress is None else progress
-    if settings.devices > 1:
+    if table_source:
+        from .table_reward import table_search
+
+        doc = table_search(settings, out, resume_state, on_epoch, show, initial_ops)
+    elif settings.devices > 1:
         doc = launch(_search_replica, settings.devices, device.type, on_epoch, settings, out, resume_state, show,
                      initial_ops, None)
     else:

@@ -25,7 +25,9 @@ PRECISIONS = ("auto", "fp32", "bf16")  # auto: bf16 autocast on CUDA, fp32 elsew
 CHANNELS_LAST = ("auto", "on", "off")  # auto: on for CUDA
 ZERO_COST_SCORES = ("naswot",)  # kept in step with zero_cost.ZERO_COST_SCORES (a test checks)
 COMPILE_MODES = ("off", "ops")  # ops: torch.compile each candidate op module once per stage
-OPTIONAL_INTS = ("max_steps_per_epoch", "reward_batch_size", "eval_images", "zero_cost_layers")  # None has a meaning of its own
+OPTIONAL_INTS = ("max_steps_per_epoch", "reward_batch_size", "eval_images", "zero_cost_layers",
+                 "zero_cost_images")  # None has a meaning of its own
+REWARD_SOURCES = ("supernet", "table")  # accuracy through the shared weights | looked up in a benchmark table
 STAGE_LISTS = ("layers", "ops_kept", "epochs", "warmup_epochs", "skip_dropout", "size_target", "size_exponent",
                "flops_target", "flops_exponent", "metric_target", "metric_exponent", "zero_cost_target",
                "zero_cost_exponent")
@@ -86,13 +88,16 @@ class SearchSettings:
     metric: str | None = None  # "module:function" taking (family, architecture) -> float
     metric_target: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])
     metric_exponent: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
-    # zero-cost term: (score of the cell's untrained network / target) ^ exponent, per stage (see zero_cost.py)
+    # zero-cost term: (score of the cell's untrained network / target) ^ exponent, per stage (see zero_cost.py);
+    # one entry by default, so it broadcasts to however many stages a search has
     zero_cost: str | None = None  # None (off) | naswot
-    zero_cost_target: list[float] = field(default_factory=lambda: [10.0, 10.0, 10.0])
-    zero_cost_exponent: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    zero_cost_target: list[float] = field(default_factory=lambda: [10.0])
+    zero_cost_exponent: list[float] = field(default_factory=lambda: [0.0])
     zero_cost_layers: int | None = None  # cells (per stack, nb201) of the network scored; None: stage 1's layers
     zero_cost_channels: int = 8
-    zero_cost_images: int = 64
+    zero_cost_images: int | None = None  # images of the first reward batch scored; None: min(64, reward batch)
+    reward_source: str = "supernet"  # table: the accuracy term is reward_table's value; no supernet is trained
+    reward_table: str | None = None  # "TABLE.csv:COLUMN" (NB201 benchmark table; see tables.py)
     eval_layers: int = 20
     eval_channels: int = 36
     recent_window: int = 200
@@ -161,7 +166,7 @@ class SearchSettings:
         for name in ("zero_cost_layers", "zero_cost_channels", "zero_cost_images"):
             if getattr(self, name) is not None and not getattr(self, name) >= 1:
                 raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.zero_cost is not None and self.zero_cost_images > self.reward_batch:
+        if self.zero_cost is not None and self.zero_cost_images is not None and self.zero_cost_images > self.reward_batch:
             raise UserError(f"zero_cost_images ({self.zero_cost_images}) exceeds the reward batch "
                             f"({self.reward_batch}) it is taken from")
         for name in ("size_target", "flops_target", "metric_target", "zero_cost_target"):
@@ -206,7 +211,30 @@ class SearchSettings:
                               ("compile", COMPILE_MODES)):
             if getattr(self, name) not in allowed:
                 raise UserError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        self._validate_reward_source(family)
         return self
+
+    def _validate_reward_source(self, family: str) -> None:
+        """The table reward source is read here, so a missing file or column stops before anything is written."""
+        if self.reward_source not in REWARD_SOURCES:
+            raise UserError(f"unknown reward_source {self.reward_source!r}; allowed: {', '.join(REWARD_SOURCES)}")
+        if self.reward_source == "supernet":
+            if self.reward_table is not None:
+                raise UserError("reward_table is only read with reward_source=table; set both, or neither")
+            return
+        if family != "nb201":
+            raise UserError(f"reward_source=table needs the nb201 space (benchmark tables are NAS-Bench-201), "
+                            f"got space {self.space}")
+        if self.controller == "darts":
+            raise UserError("reward_source=table has no gradient for controller=darts: use reinforce or random")
+        if self.devices != 1:
+            raise UserError(f"reward_source=table trains no network, so devices must be 1, got {self.devices}")
+        if not self.reward_table:
+            raise UserError("reward_source=table needs reward_table=TABLE.csv:COLUMN")
+        from .tables import open_table, reward_scale
+
+        table, column = open_table(self.reward_table)
+        reward_scale(table, table.single_column(column))
 
 
 def _small_stages(**kw: Any) -> dict[str, Any]:

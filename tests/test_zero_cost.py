@@ -68,7 +68,8 @@ def test_zero_cost_settings_are_checked():
     assert load_settings("demo", {"zero_cost": "none"}).zero_cost is None
     with pytest.raises(UserError, match="unknown zero_cost score 'synflow'; allowed: none, naswot"):
         load_settings("demo", {"zero_cost": "synflow"})
+    assert load_settings("demo", {"zero_cost": "naswot"}).zero_cost_images is None  # min(64, reward batch)
     with pytest.raises(UserError, match=r"zero_cost_images \(64\) exceeds the reward batch \(32\)"):
-        load_settings("demo", {"zero_cost": "naswot"})
+        load_settings("demo", {"zero_cost": "naswot", "zero_cost_images": 64})
     with pytest.raises(UserError, match="zero_cost_channels must be >= 1"):
         load_settings("demo", {"zero_cost_channels": 0})

@@ -29,6 +29,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="a retrain setting for every retrain (repeatable), e.g. --retrain-set max_steps=20")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="a search setting for every run (repeatable), e.g. --set epochs=2,2,2")
+    p.add_argument("--table", default=None, metavar="TABLE[:COLUMN]",
+                   help="NB201 benchmark table (.csv/.json; :COLUMN when it has several numeric columns): runs.csv, "
+                        "summary.md and ablation.png gain each run's derived and best-sampled cell's value, "
+                        "beside the table's median and optimum")
     p.add_argument("--output", "-o", default=None, help="output directory (default runs/ablate-<preset>)")
     p.add_argument("--verbose", action="store_true", help="each search's per-epoch lines too")
     p.set_defaults(func=run)
@@ -41,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
     if args.verbose:
         overrides.setdefault("progress", "true")
     plan = plan_ablation(args.preset, args.variants, args.seeds, args.epsilon, overrides, args.output,
-                         args.retrain_epochs, parse_pairs(args.retrain_overrides, "--retrain-set"), args.space)
+                         args.retrain_epochs, parse_pairs(args.retrain_overrides, "--retrain-set"), args.space,
+                         args.table)
     run_ablation(plan)
     return 0

@@ -77,7 +77,9 @@ def run(args: argparse.Namespace) -> int:
     shown = doc.get("arch") or doc.get("genotype_str")
     print(f"derived architecture: {shown}")
     print(f"params {doc['params_m']:.2f} M, FLOPs {doc['flops_m']:.1f} M at evaluation size; "
-          f"reward {doc['derived_reward']:.4f}, supernet valid acc {doc['derived_valid_acc']:.1f}%; "
+          f"reward {doc['derived_reward']:.4f}, "
+          + (f"table {doc['reward_column']} {doc['derived_valid_acc']:.2f}%; " if doc.get("reward_source") == "table"
+             else f"supernet valid acc {doc['derived_valid_acc']:.1f}%; ") +
           f"{doc['wall_time_s']:.0f} s")
     print(f"wrote {output}/genotype.json, cell.png, metrics.jsonl, tensorboard/, checkpoint.pt")
     return 0

@@ -40,7 +40,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from .errors import UserError
 from .parsing import parse_choices
-from .settings import SearchSettings, load_settings
+from .settings import SearchSettings, load_settings, saved_differences
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "offpolicy-uniform": {"controller": "reinforce", "behaviour": "uniform"},
@@ -134,8 +134,7 @@ def parse_seeds(text: str | Sequence[int]) -> list[int]:
 
 
 def _differences(saved: Mapping[str, Any], settings: SearchSettings) -> list[str]:
-    saved = {"controller": "reinforce", **saved}
-    return sorted(k for k, v in settings.to_dict().items() if k not in SEARCH_MAY_DIFFER and saved.get(k) != v)
+    return saved_differences(saved, settings, SEARCH_MAY_DIFFER)
 
 
 def plan_ablation(preset: str = "demo", variants: str | Sequence[str] = tuple(VARIANTS),

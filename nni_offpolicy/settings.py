@@ -318,6 +318,20 @@ def _coerce(name: str, value: Any, current: Any) -> Any:
     return value
 
 
+def saved_differences(saved: Mapping[str, Any], settings: SearchSettings,
+                      may_differ: frozenset[str] | set[str] = frozenset()) -> list[str]:
+    """Settings of ``settings`` that differ from ``saved`` (a checkpoint's or genotype.json's record), leaving out
+    ``may_differ``. A setting the record lacks was added after it was written: the run behaved as that setting's
+    default, so it is compared with the default (stage lists broadcast to the record's stages)."""
+    defaults = SearchSettings()
+    stages = len(saved.get("layers", settings.layers))
+    full = dict(saved)
+    for name, value in defaults.to_dict().items():
+        if name not in full:
+            full[name] = value * stages if name in STAGE_LISTS and len(value) == 1 else value
+    return sorted(k for k, v in settings.to_dict().items() if k not in may_differ and full.get(k) != v)
+
+
 def apply_overrides(settings: SearchSettings, overrides: Mapping[str, Any], source: str) -> SearchSettings:
     known = _field_types()
     for name, value in overrides.items():

@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import itertools
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -204,12 +203,10 @@ def table_grid(full, tmp_path_factory) -> Path:
     """The nb201 preset's whole controller schedule (3 stages, 30 epochs, 260 steps each) on the table, for the
     off-policy controller and random, 2 seeds each; with --table the same column is looked up."""
     out = tmp_path_factory.mktemp("table-grid") / "grid"
-    started = time.time()
     code = main(["ablate", "--preset", "nb201", "--variants", "offpolicy-uniform,random", "--seeds", "0,1",
                  "--set", "reward_source=table", "--set", f"reward_table={full['path']}:score",
                  "--table", f"{full['path']}:score", "--output", str(out)])
     assert code == 0
-    (out / "elapsed").write_text(str(time.time() - started))
     return out
 
 
@@ -240,8 +237,7 @@ def test_table_reward_trains_no_supernet_and_loads_no_data(full, table_grid):
     assert doc["settings"]["dataset"] == "cifar10"  # the preset's; its files are not here, so none were read
     state = ckpt.load(table_grid / "offpolicy-uniform" / "seed0" / "checkpoint.pt")
     assert state["stage_state"] is None or set(state["stage_state"]) == {"controller"}
-    # the whole grid (4 searches of 30 epochs, 936 controller steps each) in seconds, not hours
-    assert float((table_grid / "elapsed").read_text()) < 60
+    # no supernet, so no weight steps were timed or logged (speed itself is a benchmark's business, not a test's)
     records = [json.loads(line) for line in
                (table_grid / "offpolicy-uniform" / "seed0" / "metrics.jsonl").read_text().splitlines()]
     assert len(records) == 30 and all(r["steps"] == 25_000 // 96 and "train_loss" not in r for r in records)

@@ -61,11 +61,11 @@ REFERENCE_DIR = "published-pdarts"
 SEARCH_MAY_DIFFER = {"progress", "device", "precision", "channels_last", "compile"}  # how, not what
 
 COLUMNS = ["variant", "seed", "genotype", "best_sampled", "params_m", "flops_m", "derived_valid_acc",
-           "best_sampled_valid_acc", "argmax_frozen_share", "top_op_share", "wall_time_s"]
+           "best_sampled_valid_acc", "argmax_frozen_share", "top_op_share", "param_free_share", "wall_time_s"]
 RETRAIN_COLUMNS = ["retrain_test_acc", "retrain_params_m"]
 TABLE_COLUMNS = ["derived_table", "derived_table_rank", "best_sampled_table"]
 NUMERIC = {"params_m", "flops_m", "derived_valid_acc", "best_sampled_valid_acc", "argmax_frozen_share",
-           "top_op_share", "wall_time_s", "retrain_test_acc", "retrain_params_m", "derived_table",
+           "top_op_share", "param_free_share", "wall_time_s", "retrain_test_acc", "retrain_params_m", "derived_table",
            "derived_table_rank", "best_sampled_table"}
 # What the per-variant table averages, with its heading.
 SUMMARY_METRICS = [("derived_table", "derived cell in table"), ("best_sampled_table", "best-sampled cell in table"),
@@ -73,7 +73,7 @@ SUMMARY_METRICS = [("derived_table", "derived cell in table"), ("best_sampled_ta
                    ("best_sampled_valid_acc", "best-sampled valid acc (%)"),
                    ("params_m", "params (M)"), ("flops_m", "FLOPs (M)"),
                    ("argmax_frozen_share", "argmax frozen share"), ("top_op_share", "top-op share"),
-                   ("wall_time_s", "wall time (s)"), ("retrain_test_acc", "retrain test acc (%)")]
+                   ("param_free_share", "parameter-free op share"), ("wall_time_s", "wall time (s)"), ("retrain_test_acc", "retrain test acc (%)")]
 
 Log = Callable[[str], None]
 
@@ -311,8 +311,26 @@ def run_row(variant: str, seed: int, doc: Mapping[str, Any]) -> dict[str, Any]:
         "params_m": doc["params_m"], "flops_m": doc["flops_m"], "derived_valid_acc": doc["derived_valid_acc"],
         "best_sampled_valid_acc": best["valid_acc"] if best else math.nan,
         "argmax_frozen_share": last["argmax_frozen_share"], "top_op_share": last["top_op_share"],
-        "wall_time_s": doc["wall_time_s"],
+        "param_free_share": parameter_free_share(doc), "wall_time_s": doc["wall_time_s"],
     }
+
+
+def derived_ops(doc: Mapping[str, Any]) -> list[str]:
+    """The ops of a search's derived cell: the NB201 sample's six, or a Genotype's chosen edges (normal and
+    reduce), not the op decisions of edges the DARTS cell did not keep."""
+    if doc["family"] == "nb201":
+        return [op for op in doc["sample"].values() if isinstance(op, str)]
+    genotype = doc["genotype"]
+    return [op for op, _ in genotype["normal"]] + [op for op, _ in genotype["reduce"]]
+
+
+def parameter_free_share(doc: Mapping[str, Any]) -> float:
+    """Share of the derived cell's ops with no weights (none, skip, pools): near 1 is the weight-sharing collapse
+    the lab log and NAS-Bench-201 describe, which a valid-accuracy column alone does not show."""
+    from search_spaces.ops import is_parameter_free
+
+    ops = derived_ops(doc)
+    return sum(map(is_parameter_free, ops)) / len(ops)
 
 
 def run_ablation(plan: Plan, log: Log | None = None) -> dict[str, Any]:
@@ -456,7 +474,8 @@ def summary_markdown(plan: Plan, rows: Sequence[Mapping[str, Any]], reference: S
               "argmax frozen share: share of final-stage op decisions whose argmax never changed after warm-up "
               "(random: a fresh uniform pick per update, the chance level). top-op share: share of the final "
               "stage's edges taken by the most frequent argmax op (random: by its random derivation's op). "
-              "Both near 1 = the Matthew effect.", ""]
+              "Both near 1 = the Matthew effect. parameter-free op share: share of the derived cell's ops with no "
+              "weights (none, skip, pools); near 1 = the weight-sharing collapse.", ""]
     return "\n".join(lines)
 
 
@@ -506,7 +525,8 @@ def plot_ablation(plan: Plan, rows: Sequence[Mapping[str, Any]], reference: Sequ
         panels.append(("derived_valid_acc", "derived cell: table value (%), the reward" if table_reward
                        else "derived cell: supernet valid acc (%)"))
     panels += [("top_op_share", "top-op share (Matthew effect)"),
-              ("argmax_frozen_share", "argmax frozen after warm-up")]
+              ("argmax_frozen_share", "argmax frozen after warm-up"),
+              ("param_free_share", "parameter-free ops in derived cell")]
     if plan.retrain_epochs is not None:
         panels.append(("retrain_test_acc", f"retrain test acc (%), {plan.retrain_epochs} epoch(s)"))
     else:

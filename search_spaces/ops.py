@@ -6,6 +6,7 @@ Plain ``torch.nn`` only: thop prices them, TorchScript/compile can trace them, a
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import torch
@@ -163,3 +164,10 @@ NB201_OPS = ["none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3
 
 def is_pool(name: str) -> bool:
     return "pool" in name
+
+
+@functools.lru_cache(maxsize=None)
+def is_parameter_free(name: str) -> bool:
+    """Whether the op, as it sits in a supernet (stride 1, BN without affine), has no weights to train: the ops a
+    weight-sharing search favours early because they need no training (the collapse to none/skip/pool cells)."""
+    return sum(p.numel() for p in build_op(name, 4, 1, affine=False).parameters()) == 0

@@ -343,3 +343,20 @@ def test_darts_and_random_searches_resume_to_the_same_result(tmp_path, controlle
         return [{k: v for k, v in st.items() if k != "eval_seconds"} for st in stages]
 
     assert untimed(resumed["stages"]) == untimed(reference["stages"])
+
+
+def test_parameter_free_share_counts_the_derived_cells_weightless_ops():
+    """Catches a collapse column that counts the wrong ops: an NB201 cell of 3 weightless ops in 6 is 0.5, a DARTS
+    genotype counts only its kept edges (normal and reduce), not the op decisions of dropped ones."""
+    from nni_offpolicy.ablate import parameter_free_share
+    from search_spaces.genotypes import genotype_to_dict, published_genotype
+
+    nb201 = {"family": "nb201", "sample": {"cell/op_1_0": "none", "cell/op_2_0": "skip_connect",
+                                           "cell/op_2_1": "nor_conv_1x1", "cell/op_3_0": "avg_pool_3x3",
+                                           "cell/op_3_1": "nor_conv_3x3", "cell/op_3_2": "nor_conv_3x3"}}
+    assert parameter_free_share(nb201) == 0.5
+    pdarts = genotype_to_dict(published_genotype("pdarts"))
+    ops = [op for op, _ in pdarts["normal"] + pdarts["reduce"]]
+    expected = sum(op in ("none", "skip_connect", "max_pool_3x3", "avg_pool_3x3") for op in ops) / len(ops)
+    assert 0 < expected < 1
+    assert parameter_free_share({"family": "darts", "genotype": pdarts}) == pytest.approx(expected)

@@ -75,21 +75,23 @@ def remove_stale_temps(folder: str | Path) -> list[Path]:
     return removed
 
 
+def _nearest_existing(path: Path) -> Path:
+    while not path.exists() and path.parent != path:
+        path = path.parent
+    return path
+
+
 def check_writable_folder(folder: str | Path, flag: str = "--output") -> Path:
     """Raise ``UserError`` unless ``folder`` is (or can be made as) a writable folder; creates nothing. Checked
     before any work, so an unwritable output never costs a run."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise UserError(f"{flag} {folder} is a file, not a folder; choose a folder")
-    probe = folder
-    while not probe.exists():
-        if probe.parent == probe:
-            break
-        probe = probe.parent
+    probe = _nearest_existing(folder)
     if not probe.is_dir():
-        raise UserError(f"{flag} {folder}: {probe} is a file, so the folder cannot be made")
+        raise UserError(f"{flag} {folder} cannot be made: {probe} is a file")
     if not os.access(probe, os.W_OK | os.X_OK):
-        raise UserError(f"{flag} {folder}: {probe} is not writable")
+        raise UserError(f"{flag} {folder} is not writable ({probe} does not allow writing)")
     return folder
 
 
@@ -99,7 +101,9 @@ def check_writable_file(path: str | Path, flag: str = "--output") -> Path:
     path = Path(path)
     if path.is_dir():
         raise UserError(f"{flag} {path} is a folder; give a file name")
-    check_writable_folder(path.parent, flag=flag)
-    if path.exists() and not os.access(path, os.W_OK):
+    probe = _nearest_existing(path.parent)
+    if not probe.is_dir():
+        raise UserError(f"{flag} {path} cannot be written: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise UserError(f"{flag} {path} is not writable")
     return path

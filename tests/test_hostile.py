@@ -291,7 +291,8 @@ def test_bad_metric_is_one_line_naming_it_before_training(tmp_path, monkeypatch,
     ["search", *TINY, "-o", "{file}/below"],
     ["retrain", "--genotype", "darts_v2", *RETRAIN_TINY, "-o", "{file}"],
     ["export", "--experiment", "nosuch", "-o", "{file}/top.json"],
-    ["bench", "--preset", "demo", "--steps", "4", "--device", "cpu", "-o", "{dir}/b", "--json", "{file}/b.json"],
+    ["bench", "--preset", "demo", "--steps", "4", "--device", "cpu", "--weight-modes", "path", "--layers", "3,3,3",
+     "-o", "{dir}/b", "--json", "{file}/b.json"],
 ])
 def test_output_that_is_a_file_is_refused_before_any_work(tmp_path, capsys, argv):
     file = tmp_path / "a-file"

@@ -26,13 +26,13 @@ from search_spaces.presets import build_space, initial_edge_ops, space_preset
 
 from . import checkpoint as ckpt
 from .accel import Accel, NonFiniteWatch, peak_memory_gb, reset_peak_memory
+from .atomic import check_writable_folder, remove_stale_temps
 from .controller import OffPolicyController
 from .data import BatchLoader, ImageSet, load_dataset, search_split
 from .devices import resolve_device
 from .errors import UserError
-from .monitor import RunLogger
-from .atomic import check_writable_folder, remove_stale_temps
 from .locking import output_lock
+from .monitor import RunLogger
 from .progressive import arch_key, build_decisions, derive, sample_to_arch, shrink
 from .replicas import Replicas, check_devices, launch
 from .rewards import RewardModel, probe_metric

@@ -224,18 +224,22 @@ class _Run:
         ckpt = load(path)  # UserError for a truncated, foreign or unsafe file
         if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
             raise UserError(f"{path} is not a retrain checkpoint")
-        if ckpt["architecture"] != self.arch_json:
+        if ckpt.get("architecture") != self.arch_json:
             raise UserError(f"{path} was trained on a different architecture than {self.settings.genotype!r}; "
                             f"resume with the same genotype or choose another --output")
-        differences = _settings_differences(ckpt["settings"], self.settings)
+        differences = _settings_differences(ckpt.get("settings") or {}, self.settings)
         if differences:
             raise UserError(f"{path} was written with other settings: {', '.join(differences)}")
-        self.model.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.scheduler.load_state_dict(ckpt["scheduler"])
-        set_rng_state(ckpt["rng"])
-        self.epoch, self.best_valid_acc = ckpt["epoch"], ckpt["best_valid_acc"]
-        self.history, self.elapsed = list(ckpt["history"]), ckpt["wall_time_s"]
+        try:
+            self.model.load_state_dict(ckpt["model"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            self.scheduler.load_state_dict(ckpt["scheduler"])
+            set_rng_state(ckpt["rng"])
+            self.epoch, self.best_valid_acc = ckpt["epoch"], ckpt["best_valid_acc"]
+            self.history, self.elapsed = list(ckpt["history"]), ckpt["wall_time_s"]
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # a damaged or hand-made file
+            raise UserError(f"{path} is not a complete retrain checkpoint ({type(exc).__name__}: "
+                            f"{(str(exc).splitlines() or [''])[0][:120]}); start again with --overwrite") from None
 
     # ------------------------------------------------------------------ training
 
@@ -285,7 +289,7 @@ def checkpoint_settings(output_dir: str | Path) -> dict[str, Any] | None:
     if not path.exists():
         return None
     ckpt = load(path)  # UserError for a truncated, foreign or unsafe file
-    return dict(ckpt["settings"]) if isinstance(ckpt, dict) and "settings" in ckpt else None
+    return dict(ckpt["settings"]) if isinstance(ckpt, dict) and isinstance(ckpt.get("settings"), dict) else None
 
 
 def _write_metrics(path: Path, history: list[dict[str, Any]]) -> None:

@@ -548,6 +548,8 @@ class ProgressiveSearch:
 
 RUN_FILES = (CHECKPOINT, "metrics.jsonl", "genotype.json", "cell.png")  # what a search leaves, tensorboard/ aside
 RUN_MARKERS = {CHECKPOINT: "resumable", "genotype.json": "finished"}
+RESUME_KEYS = {"settings", "stage", "next_epoch", "edge_ops", "stage_state", "rng", "global_step", "reward_updates",
+               "tracker", "stage_summaries", "jsonl_lines", "elapsed"}  # what ProgressiveSearch.run reads
 
 
 def run_search(settings: SearchSettings, output_dir: str | Path, resume: bool = False,
@@ -614,8 +616,7 @@ def _run_locked(settings: SearchSettings, out: Path, resume: bool, on_epoch: Epo
 def _load_resume_state(path: Path, settings: SearchSettings) -> dict[str, Any]:
     """The checkpoint to resume from, refused in one line when it is unreadable, foreign or from other settings."""
     state = ckpt.load(path)
-    if not isinstance(state, dict) or not {"settings", "stage", "next_epoch", "rng"} <= set(state) \
-            or not isinstance(state["settings"], dict):
+    if not isinstance(state, dict) or not RESUME_KEYS <= set(state) or not isinstance(state["settings"], dict):
         raise UserError(f"checkpoint {path} is not a search checkpoint; start again with --overwrite "
                         f"(or another --output)")
     saved = {"controller": "reinforce", "devices": 1, **state["settings"]}  # checkpoints older than these settings

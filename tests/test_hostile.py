@@ -246,7 +246,7 @@ def test_invalid_numbers_are_one_line_before_anything_is_written(tmp_path, capsy
     assert not out.exists()
 
 
-@pytest.mark.parametrize("field,value", [("auxiliary_weight", float("inf")), ("lr", float("nan")),
+@pytest.mark.parametrize("field,value", [("auxiliary_weight", float("inf")), ("weight_decay", float("inf")),
                                          ("seed", 2**70)])
 def test_invalid_retrain_numbers_are_user_errors(field, value):
     from nni_offpolicy.errors import UserError
@@ -308,7 +308,7 @@ def test_output_that_is_a_file_is_refused_before_any_work(tmp_path, capsys, argv
     ("folder.yml", None, "is a folder"),
     ("list.yml", "preset: [demo]\n", "is not one preset name"),
     ("binary.json", b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe", "is not text"),
-    ("unknown.yml", "preset: demo\ncolour: blue\n", "unknown setting 'colour'"),
+    ("unknown.yml", "preset: nb201\ncolour: blue\n", "unknown setting 'colour'"),  # a preset other than --preset's
 ])
 def test_bad_config_file_is_one_line_naming_the_file(tmp_path, capsys, name, content, expected):
     path = tmp_path / name

@@ -18,7 +18,8 @@ _TEMP = re.compile(r"^\..+\.tmp(\d+)$")
 
 
 def temp_path(path: Path) -> Path:
-    """Where ``path``'s new content is written before it is moved in."""
+    """Where ``path``'s new content is written before it is moved in: hidden, and named after this process so
+    that ``remove_stale_temps`` can tell a dead writer's leftovers from a live one's."""
     return path.with_name(f".{path.name}.tmp{os.getpid()}")
 
 
@@ -43,10 +44,12 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], object]) -> Path
 
 
 def atomic_write_bytes(data: bytes, path: str | Path) -> Path:
+    """``data`` as the whole new content of ``path`` (see ``atomic_write``)."""
     return atomic_write(path, lambda handle: handle.write(data))
 
 
 def atomic_write_text(text: str, path: str | Path) -> Path:
+    """``text`` (UTF-8) as the whole new content of ``path`` (see ``atomic_write``)."""
     return atomic_write_bytes(text.encode("utf-8"), path)
 
 

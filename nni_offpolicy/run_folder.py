@@ -15,6 +15,7 @@ from .errors import UserError
 
 
 def check_resume_flags(resume: bool, overwrite: bool) -> None:
+    """Both at once has no meaning: refused rather than one of them silently winning."""
     if resume and overwrite:
         raise UserError("--resume continues the run in --output and --overwrite discards it: give one of them")
 

@@ -335,7 +335,17 @@ def parameter_free_share(doc: Mapping[str, Any]) -> float:
 
 def run_ablation(plan: Plan, log: Log | None = None) -> dict[str, Any]:
     """Run (or skip) every search of the plan, then the retrains, then write runs.csv, summary.md, ablation.png.
-    Returns ``{"rows": [...], "reference": [...], "files": [...]}``."""
+    Returns ``{"rows": [...], "reference": [...], "files": [...]}``. ``plan.output`` is checked writable and
+    locked for the whole grid, so two ablations never write the same folders."""
+    from .atomic import check_writable_folder
+    from .locking import output_lock
+
+    check_writable_folder(plan.output)
+    with output_lock(plan.output, "ablate"):
+        return _run_ablation(plan, log)
+
+
+def _run_ablation(plan: Plan, log: Log | None = None) -> dict[str, Any]:
     from .search import CHECKPOINT, run_search
 
     log = log or (lambda line: print(line, flush=True))
@@ -507,7 +517,7 @@ def write_outputs(plan: Plan, rows: Sequence[Mapping[str, Any]], reference: Sequ
 def plot_ablation(plan: Plan, rows: Sequence[Mapping[str, Any]], reference: Sequence[Mapping[str, Any]],
                   path: Path) -> Path:
     """One panel per measure: per variant a bar at the mean, a std whisker and a dot per seed."""
-    import os
+    from .atomic import atomic_write
 
     import numpy as np
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -569,8 +579,5 @@ def plot_ablation(plan: Plan, rows: Sequence[Mapping[str, Any]], reference: Sequ
     fig.suptitle(f"ablation: {s.space} on {s.dataset}, seeds {','.join(map(str, plan.seeds))} "
                  f"(bar = mean, whisker = std, dots = seeds)", fontsize=10)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    fig.savefig(tmp, format="png")
-    os.replace(tmp, path)
+    atomic_write(path, lambda handle: fig.savefig(handle, format="png"))
     return path

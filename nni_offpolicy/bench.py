@@ -202,7 +202,8 @@ def _measure(run: BenchRun, device_name: str) -> dict[str, Any]:
         epochs.append({**{k: record.get(k) for k in EPOCH_KEYS}, "t": time.perf_counter()})
 
     started = time.perf_counter()
-    doc = run_search(run.settings, run.dir, on_epoch=on_epoch)
+    # a measurement is redone on purpose (--fresh, or settings changed): its own folder's search goes
+    doc = run_search(run.settings, run.dir, on_epoch=on_epoch, overwrite=True)
     ended = time.perf_counter()
     raw = {"settings": run.settings.to_dict(), "device": device_name, "started": started, "ended": ended,
            "epochs": epochs, "stage_eval_s": [st["eval_seconds"] for st in doc["stages"]],
@@ -273,7 +274,19 @@ def _device_name(settings: SearchSettings) -> str:
 
 
 def run_bench(plan: BenchPlan, log: Log | None = None) -> dict[str, Any]:
-    """Every run of the plan, then the comparison; writes the JSON (atomically, only when all runs finished)."""
+    """Every run of the plan, then the comparison; writes the JSON (atomically, only when all runs finished).
+    The outputs are checked writable before the first search, and ``plan.output`` is locked for the bench."""
+    from .atomic import check_writable_file, check_writable_folder
+    from .locking import output_lock
+
+    check_writable_folder(plan.output)
+    if plan.json_path is not None:
+        check_writable_file(plan.json_path, "--json")
+    with output_lock(plan.output, "bench"):
+        return _run_bench(plan, log)
+
+
+def _run_bench(plan: BenchPlan, log: Log | None = None) -> dict[str, Any]:
     import torch
 
     from . import checkpoint as ckpt

@@ -41,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     except (UserError, ValueError, FileNotFoundError) as exc:
         print(f"nni-offpolicy {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the machine's, not the input's (disk full, permissions changed mid-run)
+        print(f"nni-offpolicy {args.command}: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"nni-offpolicy {args.command}: interrupted", file=sys.stderr)
         return 130

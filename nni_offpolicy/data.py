@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .atomic import atomic_write
 from .errors import UserError
 
 DATASETS_HELP = (
@@ -428,18 +429,9 @@ def _stack(groups: dict[str, list[tuple[str, str, np.ndarray]]], source: Path) -
 
 
 def _write_cache(arrays: dict[str, np.ndarray], path: Path) -> None:
-    """Temporary file in the same folder, then rename: a killed process never leaves a half-written cache."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as handle:
-            np.savez(handle, **arrays)  # uncompressed: loading must be fast, the bytes are already small
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    """Through ``atomic_write``: a killed process never leaves a half-written cache."""
+    # uncompressed: loading must be fast, the bytes are already small
+    atomic_write(path, lambda handle: np.savez(handle, **arrays))
 
 
 def _read_cache(path: Path, split: str) -> dict[str, np.ndarray] | None:

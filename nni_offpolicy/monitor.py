@@ -7,6 +7,8 @@ from typing import Any, Mapping
 
 from torch.utils.tensorboard import SummaryWriter
 
+from .atomic import atomic_append_line, atomic_write_text
+
 
 class RunLogger:
     def __init__(self, output_dir: str | Path, purge_step: int | None = None, jsonl_lines: int | None = None):
@@ -17,7 +19,7 @@ class RunLogger:
         if jsonl_lines is not None and self.jsonl.exists():
             # a resumed run rewrites what the killed run logged after its last checkpoint
             lines = self.jsonl.read_text().splitlines()[:jsonl_lines]
-            self.jsonl.write_text("".join(line + "\n" for line in lines))
+            atomic_write_text("".join(line + "\n" for line in lines), self.jsonl)
         self.lines = len(self.jsonl.read_text().splitlines()) if self.jsonl.exists() else 0
 
     def scalars(self, values: Mapping[str, float], step: int, prefix: str = "") -> None:
@@ -26,8 +28,7 @@ class RunLogger:
                 self.writer.add_scalar(f"{prefix}{name}", float(value), step)
 
     def record(self, record: Mapping[str, Any]) -> None:
-        with self.jsonl.open("a") as handle:
-            handle.write(json.dumps(record) + "\n")
+        atomic_append_line(json.dumps(record), self.jsonl)  # a kill mid-write never leaves half a line
         self.lines += 1
         self.writer.flush()
 

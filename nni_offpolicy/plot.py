@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -30,6 +29,7 @@ from search_spaces.genotypes import Genotype, sample_to_nb201
 from search_spaces.nb201 import nb201_edge_keys
 from search_spaces.ops import OPS
 
+from .atomic import atomic_write
 from .errors import UserError
 from .profiling import as_architecture
 
@@ -416,18 +416,12 @@ def _check_output(path: str | os.PathLike) -> tuple[Path, str]:
 
 
 def _save(fig: Figure, path: Path, fmt: str) -> Path:
-    """Write to a temporary file next to ``path`` (created with the umask's permissions), then move it in."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    """Through ``atomic_write``: a temporary file next to ``path`` (the umask's permissions), then moved in."""
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        with os.fdopen(fd, "wb") as handle:
-            fig.savefig(handle, format=fmt, dpi=DPI, facecolor="white", metadata=_metadata(fmt))
-        os.replace(tmp, path)
+        atomic_write(path, lambda handle: fig.savefig(handle, format=fmt, dpi=DPI, facecolor="white",
+                                                      metadata=_metadata(fmt)))
     except OSError as exc:
         raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 

@@ -29,10 +29,13 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
-from .checkpoint import atomic_save, atomic_write_text, load, rng_state, seed_everything, set_rng_state
+from .checkpoint import atomic_save, atomic_write_text, check_seed, load, rng_state, seed_everything, set_rng_state
 from .devices import resolve_device
+from .atomic import atomic_append_line, check_writable_folder, remove_stale_temps
 from .errors import UserError
+from .locking import output_lock
 from .parsing import parse_bool
+from .run_folder import check_resume_flags, clear_run, refuse_existing_run
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +99,10 @@ class RetrainSettings:
 
         need(isinstance(self.genotype, str) and bool(self.genotype.strip()), "genotype",
              "a genotype name, string or file")
+        for f in fields(self):
+            value = getattr(self, f.name)
+            need(not isinstance(value, float) or math.isfinite(value), f.name, "a finite number")
+        check_seed(self.seed)
         need(self.index is None or self.index >= 0, "index", ">= 0")
         need(self.layers is None or self.layers >= 1, "layers", ">= 1")
         need(self.channels is None or self.channels >= 1, "channels", ">= 1")
@@ -214,24 +221,25 @@ class _Run:
         }
 
     def restore(self, path: Path) -> None:
-        try:
-            ckpt = load(path)
-        except Exception as exc:  # a truncated or foreign file
-            raise UserError(f"cannot read checkpoint {path}: {exc}") from None
+        ckpt = load(path)  # UserError for a truncated, foreign or unsafe file
         if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
             raise UserError(f"{path} is not a retrain checkpoint")
-        if ckpt["architecture"] != self.arch_json:
+        if ckpt.get("architecture") != self.arch_json:
             raise UserError(f"{path} was trained on a different architecture than {self.settings.genotype!r}; "
                             f"resume with the same genotype or choose another --output")
-        differences = _settings_differences(ckpt["settings"], self.settings)
+        differences = _settings_differences(ckpt.get("settings") or {}, self.settings)
         if differences:
             raise UserError(f"{path} was written with other settings: {', '.join(differences)}")
-        self.model.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.scheduler.load_state_dict(ckpt["scheduler"])
-        set_rng_state(ckpt["rng"])
-        self.epoch, self.best_valid_acc = ckpt["epoch"], ckpt["best_valid_acc"]
-        self.history, self.elapsed = list(ckpt["history"]), ckpt["wall_time_s"]
+        try:
+            self.model.load_state_dict(ckpt["model"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            self.scheduler.load_state_dict(ckpt["scheduler"])
+            set_rng_state(ckpt["rng"])
+            self.epoch, self.best_valid_acc = ckpt["epoch"], ckpt["best_valid_acc"]
+            self.history, self.elapsed = list(ckpt["history"]), ckpt["wall_time_s"]
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:  # a damaged or hand-made file
+            raise UserError(f"{path} is not a complete retrain checkpoint ({type(exc).__name__}: "
+                            f"{(str(exc).splitlines() or [''])[0][:120]}); start again with --overwrite") from None
 
     # ------------------------------------------------------------------ training
 
@@ -280,11 +288,8 @@ def checkpoint_settings(output_dir: str | Path) -> dict[str, Any] | None:
     path = Path(output_dir) / CHECKPOINT
     if not path.exists():
         return None
-    try:
-        ckpt = load(path)
-    except Exception as exc:
-        raise UserError(f"cannot read checkpoint {path}: {exc}") from None
-    return dict(ckpt["settings"]) if isinstance(ckpt, dict) and "settings" in ckpt else None
+    ckpt = load(path)  # UserError for a truncated, foreign or unsafe file
+    return dict(ckpt["settings"]) if isinstance(ckpt, dict) and isinstance(ckpt.get("settings"), dict) else None
 
 
 def _write_metrics(path: Path, history: list[dict[str, Any]]) -> None:
@@ -335,7 +340,8 @@ def _coerce(what: str, value: Any, hint: Any) -> Any:
     return value
 
 def run_retrain(settings: RetrainSettings, output_dir: str | Path, resume: bool = False,
-                on_epoch: Callable[[dict], None] | None = None, progress: bool = True) -> dict[str, Any]:
+                on_epoch: Callable[[dict], None] | None = None, progress: bool = True,
+                overwrite: bool = False) -> dict[str, Any]:
     """Train ``settings.genotype`` from scratch (or on from ``output_dir/checkpoint.pt`` with ``resume``).
 
     Calls ``on_epoch({"epoch", "epochs", "train_loss", "train_acc", "valid_acc", "lr", "drop_path",
@@ -344,20 +350,31 @@ def run_retrain(settings: RetrainSettings, output_dir: str | Path, resume: bool 
     ``best_valid_acc``, ``final_valid_acc``, ``valid_split`` ("test" or "holdout"), ``params`` / ``params_m``
     (without the auxiliary head), ``network`` (the shape actually built), ``epochs``, ``settings``,
     ``wall_time_s`` (training time summed over resumed sessions). Raises ``UserError`` on bad input before
-    writing anything, and on a NaN/inf loss (the last good checkpoint stays).
+    writing anything, and on a NaN/inf loss (the last good checkpoint stays). A folder holding a checkpoint or a
+    result.json is continued (``resume``), emptied only with ``overwrite``, or refused; it is locked for the run.
     """
     settings.validate()
-    output_dir = Path(output_dir)
+    check_resume_flags(resume, overwrite)
+    output_dir = check_writable_folder(Path(output_dir))
+    with output_lock(output_dir, "retrain"):
+        return _retrain_locked(settings, output_dir, resume, on_epoch, progress, overwrite)
+
+
+def _retrain_locked(settings: RetrainSettings, output_dir: Path, resume: bool,
+                    on_epoch: Callable[[dict], None] | None, progress: bool, overwrite: bool) -> dict[str, Any]:
     checkpoint = output_dir / CHECKPOINT
     if resume and not checkpoint.exists():
         raise UserError(f"nothing to resume: {checkpoint} does not exist")
-    if not resume and checkpoint.exists():
-        raise UserError(f"{output_dir} already holds a retrain checkpoint; pass --resume to continue it or "
-                        f"choose another --output")
+    if not resume:
+        refuse_existing_run(output_dir, {CHECKPOINT: "resumable", RESULT: "finished"}, overwrite, "retrain")
     run = _Run(settings, progress)
     if resume:
         run.restore(checkpoint)
         logger.info("resuming %s after epoch %d of %d", output_dir, run.epoch, settings.epochs)
+    # every check passed: only now is anything in the folder changed
+    remove_stale_temps(output_dir)
+    if not resume:
+        clear_run(output_dir, (CHECKPOINT, METRICS, RESULT), (TENSORBOARD,))
 
     from torch.utils.tensorboard import SummaryWriter
 
@@ -380,8 +397,7 @@ def run_retrain(settings: RetrainSettings, output_dir: str | Path, resume: bool 
             run.elapsed += now - session_start
             session_start = now
             atomic_save(run.state(), checkpoint)  # the checkpoint first: metrics never run ahead of it
-            with open(output_dir / METRICS, "a") as handle:
-                handle.write(json.dumps(row) + "\n")
+            atomic_append_line(json.dumps(row), output_dir / METRICS)
             for key in ("train_loss", "train_acc", "valid_acc", "lr", "drop_path"):
                 writer.add_scalar(f"retrain/{key}", row[key], run.epoch)
             writer.flush()

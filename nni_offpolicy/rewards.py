@@ -8,6 +8,7 @@ is one entry in ``METRICS`` or a ``module:function`` named in the settings.
 from __future__ import annotations
 
 import importlib
+import numbers
 from typing import Any, Callable
 
 import torch
@@ -25,11 +26,31 @@ def load_metric(spec: str) -> MetricFn:
     module_name, _, attr = spec.partition(":")
     try:
         fn = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
+    except Exception as exc:  # importing runs the module: a SyntaxError or its own failure is one line too
         raise UserError(f"metric {spec!r} cannot be loaded: {exc}") from None
     if not callable(fn):
         raise UserError(f"metric {spec!r} is not callable")
     return fn
+
+
+def probe_metric(spec: str, family: str, arch: Any) -> float:
+    """Load ``spec`` and call it once on ``arch`` (a known architecture of the search's space) before any
+    training: a metric that raises or returns something other than a real number stops here, in one line naming
+    it, instead of after the warm-up epochs. (A non-finite value is a number: the search's own reward check
+    stops on it, keeping the last checkpoint.)"""
+    fn = load_metric(spec)
+    try:
+        value = fn(family, arch)
+    except Exception as exc:  # the user's code: any exception is its failure, reported as one line
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise UserError(f"metric {spec!r} failed on a {family} architecture: {type(exc).__name__}: {first}"
+                        ) from None
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise UserError(f"metric {spec!r} must return a real number for (family, architecture), got "
+                        f"{type(value).__name__} {value!r:.60}")
+    return float(value)
 
 
 class RewardModel:

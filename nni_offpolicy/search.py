@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import sys
 import time
 from collections import deque
@@ -27,14 +26,17 @@ from search_spaces.presets import build_space, initial_edge_ops, space_preset
 
 from . import checkpoint as ckpt
 from .accel import Accel, NonFiniteWatch, peak_memory_gb, reset_peak_memory
+from .atomic import check_writable_folder, remove_stale_temps
 from .controller import OffPolicyController
 from .data import BatchLoader, ImageSet, load_dataset, search_split
 from .devices import resolve_device
 from .errors import UserError
+from .locking import output_lock
 from .monitor import RunLogger
 from .progressive import arch_key, build_decisions, derive, sample_to_arch, shrink
 from .replicas import Replicas, check_devices, launch
-from .rewards import RewardModel
+from .rewards import RewardModel, probe_metric
+from .run_folder import check_resume_flags, clear_run, refuse_existing_run
 from .settings import SearchSettings
 from .supernet import Supernet
 
@@ -348,10 +350,16 @@ class ProgressiveSearch:
         flagged = self.replicas.sum(torch.tensor(float(bad is not None), device=self.device))
         if bad is not None:
             raise SearchDiverged(f"loss is {bad[1]} at stage {stage + 1}, epoch {epoch + 1}, step {bad[0] + 1}; "
-                                 f"the checkpoint of the last finished epoch in {self.dir} is intact")
+                                 f"{self.kept()}")
         if flagged:  # another replica's loss went non-finite: every replica stops at the same check
             raise SearchDiverged(f"the loss went non-finite in another replica at stage {stage + 1}, epoch "
-                                 f"{epoch + 1}; the checkpoint of the last finished epoch in {self.dir} is intact")
+                                 f"{epoch + 1}; {self.kept()}")
+
+    def kept(self) -> str:
+        """What a divergence leaves behind, for its message: a checkpoint only once an epoch has finished."""
+        if (self.dir / CHECKPOINT).exists():
+            return f"the checkpoint of the last finished epoch in {self.dir} is intact"
+        return f"no epoch had finished, so {self.dir} holds no checkpoint to resume"
 
     def new_stage(self, stage: int, edge_ops: dict) -> StageRun:
         return StageRun(self, stage, edge_ops)
@@ -383,7 +391,7 @@ class ProgressiveSearch:
         if not all(math.isfinite(r) for r in rewards):
             raise SearchDiverged(f"a reward is not finite at stage {run.stage + 1}, epoch {epoch + 1}, step {step + 1} "
                                  f"(rewards {rewards}); "
-                                 f"the checkpoint of the last finished epoch in {self.dir} is intact")
+                                 f"{self.kept()}")
         if s.controller == "reinforce":
             stats = controller.update(samples, torch.tensor(rewards))
         elif s.controller == "darts":  # the samples above only monitor; alpha learns by gradient
@@ -391,9 +399,12 @@ class ProgressiveSearch:
             if not math.isfinite(stats["darts/valid_loss"]):
                 raise SearchDiverged(f"the DARTS validation loss is {stats['darts/valid_loss']} at stage "
                                      f"{run.stage + 1}, epoch {epoch + 1}, step {step + 1}; "
-                                     f"the checkpoint of the last finished epoch in {self.dir} is intact")
+                                     f"{self.kept()}")
         else:  # random: no learning; the uniform samples only feed the best-sampled record (RandomNAS)
             stats = {}
+        if not bool(torch.isfinite(controller.alpha).all()):  # e.g. a huge controller_lr: stop before it spreads
+            raise SearchDiverged(f"the controller's alpha is not finite after the update at stage {run.stage + 1}, "
+                                 f"epoch {epoch + 1}, step {step + 1}; try a lower controller_lr; {self.kept()}")
         self.tracker.updates += 1
         self.tracker.observe_samples(run.stage, rewards, sample_dicts, keys, metrics)
         labels = [d.label for d in controller.decisions]
@@ -535,32 +546,43 @@ class ProgressiveSearch:
         return doc
 
 
+RUN_FILES = (CHECKPOINT, "metrics.jsonl", "genotype.json", "cell.png")  # what a search leaves, tensorboard/ aside
+RUN_MARKERS = {CHECKPOINT: "resumable", "genotype.json": "finished"}
+RESUME_KEYS = {"settings", "stage", "next_epoch", "edge_ops", "stage_state", "rng", "global_step", "reward_updates",
+               "tracker", "stage_summaries", "jsonl_lines", "elapsed"}  # what ProgressiveSearch.run reads
+
+
 def run_search(settings: SearchSettings, output_dir: str | Path, resume: bool = False,
                on_epoch: EpochCallback | None = None, progress: bool | None = None,
-               initial_ops: dict | None = None) -> dict[str, Any]:
+               initial_ops: dict | None = None, overwrite: bool = False) -> dict[str, Any]:
     """Run (or resume) a whole progressive search; write and return genotype.json's document.
 
     ``initial_ops`` replaces the space preset's per-edge op lists (a user's own space, via the NNI strategy).
+    An ``output_dir`` holding a checkpoint or a genotype.json is continued (``resume``) or, only with
+    ``overwrite``, emptied; otherwise refused. Every check on the input runs before anything there is touched,
+    and the folder is locked for the run (``locking.output_lock``).
     """
     settings.validate()
+    check_resume_flags(resume, overwrite)
     if initial_ops is not None:
         available = min(len(ops) for kind in initial_ops.values() for ops in kind.values())
         if settings.ops_kept[0] > available:
             raise UserError(f"ops_kept: stage 1 keeps {settings.ops_kept[0]} ops per edge but the space's edges "
                             f"have {available}")
-    out = Path(output_dir)
+    out = check_writable_folder(Path(output_dir))
+    with output_lock(out, "search"):
+        return _run_locked(settings, out, resume, on_epoch, progress, initial_ops, overwrite)
+
+
+def _run_locked(settings: SearchSettings, out: Path, resume: bool, on_epoch: EpochCallback | None,
+                progress: bool | None, initial_ops: dict | None, overwrite: bool) -> dict[str, Any]:
     resume_state = None
     if resume:
         if not (out / CHECKPOINT).exists():
             raise UserError(f"--resume: no checkpoint in {out}; start without --resume")
-        resume_state = ckpt.load(out / CHECKPOINT)
-        # checkpoints older than these settings
-        saved = {"controller": "reinforce", "devices": 1, **resume_state["settings"]}
-        if saved != settings.to_dict():
-            changed = sorted(k for k, v in settings.to_dict().items() if saved.get(k) != v)
-            # where and how it runs may change, not what it computes
-            if set(changed) - {"progress", "device", "devices", "precision", "channels_last", "compile"}:
-                raise UserError(f"--resume: settings differ from the checkpoint's in {changed}")
+        resume_state = _load_resume_state(out / CHECKPOINT, settings)
+    else:
+        refuse_existing_run(out, RUN_MARKERS, overwrite, "search")
     table_source = settings.reward_source == "table"  # no network, no data: see table_reward.py
     device = resolve_device(settings.device)
     if not table_source:
@@ -569,11 +591,14 @@ def run_search(settings: SearchSettings, output_dir: str | Path, resume: bool = 
     # folder is decoded into its cache once instead of by every replica at the same time
     data = None if table_source else load_dataset(settings.dataset, "train", data_dir=settings.data_dir,
                                                   download=settings.download)
+    if data is not None:
+        check_split_batches(settings, data)
+    if settings.metric:
+        probe_metric(settings.metric, space_preset(settings.space).family, known_architecture(settings, initial_ops))
+    # every check passed: only now is anything in the folder changed
+    remove_stale_temps(out)
     if not resume:
-        for stale in (CHECKPOINT, "metrics.jsonl", "genotype.json"):
-            (out / stale).unlink(missing_ok=True)
-        shutil.rmtree(out / "tensorboard", ignore_errors=True)
-    out.mkdir(parents=True, exist_ok=True)
+        clear_run(out, RUN_FILES, ("tensorboard",))
     show = settings.progress if progress is None else progress
     if table_source:
         from .table_reward import table_search
@@ -586,6 +611,41 @@ def run_search(settings: SearchSettings, output_dir: str | Path, resume: bool = 
         doc = _search_replica(Replicas(device), on_epoch, settings, out, resume_state, show, initial_ops, data)
     ckpt.atomic_write_text(json.dumps(doc, indent=2) + "\n", out / "genotype.json")
     return doc
+
+
+def _load_resume_state(path: Path, settings: SearchSettings) -> dict[str, Any]:
+    """The checkpoint to resume from, refused in one line when it is unreadable, foreign or from other settings."""
+    state = ckpt.load(path)
+    if not isinstance(state, dict) or not RESUME_KEYS <= set(state) or not isinstance(state["settings"], dict):
+        raise UserError(f"checkpoint {path} is not a search checkpoint; start again with --overwrite "
+                        f"(or another --output)")
+    saved = {"controller": "reinforce", "devices": 1, **state["settings"]}  # checkpoints older than these settings
+    if saved != settings.to_dict():
+        changed = sorted(k for k, v in settings.to_dict().items() if saved.get(k) != v)
+        # where and how it runs may change, not what it computes
+        if set(changed) - {"progress", "device", "devices", "precision", "channels_last", "compile"}:
+            raise UserError(f"--resume: settings differ from the checkpoint's in {changed}")
+    return state
+
+
+def check_split_batches(settings: SearchSettings, data: ImageSet) -> None:
+    """The weight-training half of the search split must hold one whole batch (the loader drops the last partial
+    one), checked before the folder is touched rather than when the first stage builds its loader."""
+    n_train = math.floor(settings.train_portion * len(data))
+    if settings.batch_size > n_train:
+        raise UserError(f"batch_size {settings.batch_size} is larger than the {n_train} images of the search's "
+                        f"training half ({len(data)} images of {settings.dataset}, train_portion "
+                        f"{settings.train_portion}); use a batch_size of at most {n_train}")
+
+
+def known_architecture(settings: SearchSettings, initial_ops: dict | None = None) -> Any:
+    """An architecture of the search's own space (the derivation under uniform probabilities): what a metric
+    is probed on before any training."""
+    family = space_preset(settings.space).family
+    edge_ops = initial_ops or initial_edge_ops(settings.space, settings.nodes)
+    probs = OffPolicyController(build_decisions(family, edge_ops)).probabilities()
+    sample = derive(family, edge_ops, probs, settings.max_skip_connect)
+    return sample_to_arch(family, sample, settings.nodes)
 
 
 def _search_replica(replicas: Replicas, on_epoch: EpochCallback | None, settings: SearchSettings, out: Path,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
@@ -128,6 +129,7 @@ class SearchSettings:
         """Every inconsistency in one clear line, before any data is loaded or any training starts."""
         if self.space not in SPACE_PRESETS:
             raise UserError(f"unknown space {self.space!r}; allowed: {', '.join(SPACE_PRESETS)}")
+        self._validate_numbers()
         n = self.stages
         if n < 1:
             raise UserError("layers: need at least one stage")
@@ -213,6 +215,36 @@ class SearchSettings:
                 raise UserError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         self._validate_reward_source(family)
         return self
+
+    def _validate_numbers(self) -> None:
+        """Non-finite numbers, seeds torch cannot take and counts below their minimum: a NaN learning rate or
+        a temperature of 1e-300 would otherwise train for a while and then fail somewhere unrelated."""
+        from .checkpoint import check_seed
+
+        for f in fields(self):
+            value = getattr(self, f.name)
+            items = value if isinstance(value, list) else [value]
+            for item in items:
+                if isinstance(item, float) and not math.isfinite(item):
+                    raise UserError(f"{f.name} must be a finite number, got {item}")
+        for name in ("seed", "split_seed"):
+            check_seed(getattr(self, name), name)
+        if not 1e-3 <= self.temperature <= 1e3:
+            raise UserError(f"temperature must be in [0.001, 1000], got {self.temperature}")
+        if not 0.0 <= self.momentum < 1.0:
+            raise UserError(f"momentum must be in [0, 1), got {self.momentum}")
+        for name in ("weight_decay", "lr_min", "entropy_weight"):
+            if getattr(self, name) < 0:
+                raise UserError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not self.grad_clip > 0:
+            raise UserError(f"grad_clip must be > 0, got {self.grad_clip}")
+        if not 1 <= self.nodes <= 8:
+            raise UserError(f"nodes must be in 1..8 (intermediate nodes per cell), got {self.nodes}")
+        if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
+            raise UserError(f"max_steps_per_epoch must be >= 1 (or none: every batch), got {self.max_steps_per_epoch}")
+        for name in ("replay_size", "replay_samples", "threads", "max_skip_connect"):
+            if getattr(self, name) < 0:
+                raise UserError(f"{name} must be >= 0, got {getattr(self, name)}")
 
     def _validate_reward_source(self, family: str) -> None:
         """The table reward source is read here, so a missing file or column stops before anything is written."""
@@ -352,27 +384,47 @@ def _broadcast_stage_lists(settings: SearchSettings) -> None:
 
 def load_settings(preset: str = "demo", overrides: Mapping[str, Any] | None = None,
                   config_file: str | Path | None = None) -> SearchSettings:
-    """Preset, then the YAML/JSON config file, then overrides (CLI flags or NNI parameters); then validate."""
-    if preset not in SEARCH_PRESETS:
-        raise UserError(f"unknown preset {preset!r}; allowed: {', '.join(SEARCH_PRESETS)}")
-    settings = apply_overrides(SearchSettings(), SEARCH_PRESETS[preset], f"preset {preset}")
+    """Preset, then the YAML/JSON config file, then overrides (CLI flags or NNI parameters); then validate.
+    A config file that names a ``preset`` replaces ``preset``; its own settings are reported as the file's."""
+    data: dict[str, Any] = {}
+    source = "preset"
     if config_file is not None:
-        path = Path(config_file)
-        if not path.exists():
-            raise UserError(f"config file not found: {path}")
-        try:
-            data = yaml.safe_load(path.read_text()) if path.suffix in (".yml", ".yaml") else json.loads(path.read_text())
-        except (yaml.YAMLError, json.JSONDecodeError) as exc:
-            raise UserError(f"{path}: cannot parse ({str(exc).splitlines()[0]})") from None
-        if not isinstance(data, dict):
-            raise UserError(f"{path}: expected a mapping of setting: value")
-        data = dict(data)
+        data = read_config(config_file)
         if "preset" in data:
-            base = data.pop("preset")
-            if base != preset:
-                return load_settings(base, {**data, **(overrides or {})})
-        apply_overrides(settings, data, str(path))
+            preset, source = data.pop("preset"), f"{config_file}: preset"
+    if not isinstance(preset, str) or preset not in SEARCH_PRESETS:
+        raise UserError(f"{'unknown preset' if source == 'preset' else source} {preset!r}"
+                        f"{' is not one preset name' if source != 'preset' else ''}; allowed: "
+                        f"{', '.join(SEARCH_PRESETS)}")
+    settings = apply_overrides(SearchSettings(), SEARCH_PRESETS[preset], f"preset {preset}")
+    if data:
+        apply_overrides(settings, data, str(config_file))
     if overrides:
         apply_overrides(settings, overrides, "overrides")
     _broadcast_stage_lists(settings)
     return settings.validate()
+
+
+def read_config(config_file: str | Path) -> dict[str, Any]:
+    """A YAML (``.yml``/``.yaml``) or JSON file holding one mapping of setting: value; every way it can be wrong
+    (missing, a folder, unreadable, not text, not parseable, not a mapping) is one line naming the file."""
+    path = Path(config_file)
+    if not path.exists():
+        raise UserError(f"config file not found: {path}")
+    if not path.is_file():
+        raise UserError(f"config file {path} is a folder, not a file")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise UserError(f"config file {path} cannot be read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"config file {path} is not text (YAML or JSON expected)") from None
+    if "\x00" in text:
+        raise UserError(f"config file {path} is not text (YAML or JSON expected)")
+    try:
+        data = yaml.safe_load(text) if path.suffix in (".yml", ".yaml") else json.loads(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path}: cannot parse ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping of setting: value")
+    return dict(data)

@@ -99,10 +99,11 @@ class ProgressiveOffPolicy(OneShotStrategy):
     """
 
     def __init__(self, settings: SearchSettings | None = None, preset: str = "demo", output_dir: str | Path =
-                 "runs/nas-experiment", resume: bool = False, **overrides: Any):
+                 "runs/nas-experiment", resume: bool = False, overwrite: bool = False, **overrides: Any):
         super().__init__()
         self.settings = settings or load_settings(preset, overrides)
-        self.output_dir, self.resume = Path(output_dir), resume
+        # overwrite: discard a search already in output_dir (refused otherwise; see run_folder.py)
+        self.output_dir, self.resume, self.overwrite = Path(output_dir), resume, overwrite
         self.result: dict[str, Any] | None = None
         self._family = "darts"
         self._initial_ops: dict | None = None
@@ -127,7 +128,8 @@ class ProgressiveOffPolicy(OneShotStrategy):
     def _run(self) -> None:
         from .search import run_search
 
-        self.result = run_search(self.settings, self.output_dir, resume=self.resume, initial_ops=self._initial_ops)
+        self.result = run_search(self.settings, self.output_dir, resume=self.resume, initial_ops=self._initial_ops,
+                                 overwrite=self.overwrite)
 
     def list_models(self, sort: bool = True, limit: int | None = 1) -> Iterator[ExecutableModelSpace]:
         """The derived architecture (the only one a one-shot search ranks), frozen from the original space."""

@@ -146,7 +146,9 @@ def parse_genotype(text: str) -> Genotype:
 
 
 def save_genotype(genotype: Genotype, path: str | Path) -> None:
-    Path(path).write_text(json.dumps(genotype_to_dict(genotype), indent=2) + "\n")
+    from nni_offpolicy.atomic import atomic_write_text  # the product's one way of writing a file
+
+    atomic_write_text(json.dumps(genotype_to_dict(genotype), indent=2) + "\n", path)
 
 
 def load_genotype(spec: str, index: int | None = None) -> Genotype:
@@ -160,7 +162,7 @@ def load_genotype(spec: str, index: int | None = None) -> Genotype:
     if spec.lstrip().startswith("Genotype("):
         return parse_genotype(spec)
     path = Path(spec)
-    if not path.exists():
+    if not _is_file_name(path):
         if path.suffix or "/" in spec:
             raise GenotypeError(f"genotype file not found: {spec}")
         raise GenotypeError(f"unknown genotype name {spec!r}; built-in: {', '.join(sorted(PUBLISHED))} "
@@ -283,14 +285,26 @@ def load_architecture(spec: str, index: int | None = None) -> tuple[str, Archite
         if index not in (None, 0):
             raise GenotypeError(f"an arch string holds one architecture, so --index {index} is past the end")
         return "nb201", nb201_to_sample(spec)
+    if spec.lstrip().startswith("Genotype("):  # pasted text, not a file: asking the file system first fails
+        if index not in (None, 0):              # with "File name too long" for a whole genotype
+            raise GenotypeError(f"a Genotype(...) string holds one architecture, so --index {index} is past the end")
+        return "darts", parse_genotype(spec)
     path = Path(spec)
-    if path.exists() and spec not in PUBLISHED:
+    if _is_file_name(path) and spec not in PUBLISHED:
         entry = _pick_entry(_read_json(path), index, spec)
         arch = entry.get("genotype") if isinstance(entry, dict) else entry
         if isinstance(arch, str) and arch.lstrip().startswith("|"):
             return "nb201", nb201_to_sample(arch)
         return "darts", genotype_from_document(entry, None, spec)
     return "darts", load_genotype(spec, index)
+
+
+def _is_file_name(path: Path) -> bool:
+    """``path.exists()``, False where the text cannot even be a file name (too long, a NUL byte)."""
+    try:
+        return path.exists()
+    except (OSError, ValueError):
+        return False
 
 
 def architecture_to_json(family: str, arch: Architecture) -> Any:

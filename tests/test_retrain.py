@@ -58,7 +58,7 @@ def test_retrain_writes_result_metrics_tensorboard_and_checkpoint(tmp_path):
                          progress=False)
     assert no_aux["params"] == result["params"] and no_aux["network"]["auxiliary"] is False
 
-    with pytest.raises(UserError, match="already holds a retrain checkpoint"):
+    with pytest.raises(UserError, match="already holds a finished retrain .*--overwrite"):
         run_retrain(settings, out, progress=False)
 
 

@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..checkpoint import atomic_write_text
+from ..atomic import atomic_write_text, check_writable_file  # torch-free: export stays light
 from ..errors import UserError
 from ..export import export_top
 
@@ -35,16 +35,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def main(args: argparse.Namespace) -> int:
     if args.top < 1:
         raise UserError(f"--top must be >= 1, got {args.top}")
+    if args.output != "-":
+        check_writable_file(args.output)  # before the experiment is read, not after
     doc = export_top(args.experiment, top=args.top, metric=args.metric, mode="min" if args.minimize else "max",
                      experiment_dir=args.experiment_dir)
     text = json.dumps(doc, indent=2) + "\n"
     if args.output == "-":
         sys.stdout.write(text)
     else:
-        output = Path(args.output)
-        if output.is_dir():
-            raise UserError(f"--output {output} is a directory; give a file name")
-        atomic_write_text(text, output)
+        atomic_write_text(text, Path(args.output))
     archs = doc["architectures"]
     missing = [a["trial_id"] for a in archs if a["genotype"] is None]
     summary = ", ".join(f"#{a['rank']} {a['trial_id']} {doc['metric']}={a['metrics'].get(doc['metric'])}"

@@ -57,6 +57,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("-o", "--output", metavar="DIR",
                         help="output folder (default runs/retrain-<genotype name or file stem>)")
     parser.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.pt")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="discard a finished or resumable retrain already in DIR (refused without it)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     parser.set_defaults(func=main)
 
@@ -66,11 +68,20 @@ def default_output_dir(genotype: str, index: int | None) -> Path:
     path = Path(genotype)
     if re.fullmatch(r"[\w.-]+", genotype) and not path.suffix:
         name = genotype
-    elif path.suffix == ".json" or path.exists():
+    elif genotype.lstrip().startswith(("Genotype(", "|")):  # pasted text: never asked of the file system
+        name = "arch-" + hashlib.sha1(genotype.strip().encode()).hexdigest()[:8]
+    elif path.suffix == ".json" or _exists(path):
         name = path.stem
     else:
         name = "arch-" + hashlib.sha1(genotype.strip().encode()).hexdigest()[:8]
     return Path("runs") / (f"retrain-{name}" + (f"-{index}" if index is not None else ""))
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except (OSError, ValueError):  # not a possible file name (too long): pasted text
+        return False
 
 
 def main(args: argparse.Namespace) -> int:
@@ -84,7 +95,7 @@ def main(args: argparse.Namespace) -> int:
         raise UserError(f"nothing to resume: {output / 'checkpoint.pt'} does not exist")
     known = {f.name for f in fields(RetrainSettings)}
     settings = RetrainSettings(**{**{k: v for k, v in (base or {}).items() if k in known}, **given})
-    result = run_retrain(settings, output, resume=args.resume, progress=args.progress)
+    result = run_retrain(settings, output, resume=args.resume, progress=args.progress, overwrite=args.overwrite)
     print(f"retrain {settings.genotype}: test acc {result['test_acc']:.2f} % "
           f"(best valid {result['best_valid_acc']:.2f} % on {result['valid_split']}), "
           f"{result['params_m']:.3f} M params, {result['epochs']} epoch{'s' * (result['epochs'] != 1)} in "

@@ -48,6 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="any other setting (repeatable), e.g. --set samples_per_update=20")
     p.add_argument("--output", "-o", default=None, help="output directory (default runs/search-<preset>)")
     p.add_argument("--resume", action="store_true", help="continue the search checkpointed in --output")
+    p.add_argument("--overwrite", action="store_true",
+                   help="discard a finished or resumable search already in --output (refused without it)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--print-settings", action="store_true", help="print the resolved settings and exit")
     p.set_defaults(func=run)
@@ -72,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(settings.to_dict(), indent=2))
         return 0
     output = Path(args.output or f"runs/search-{args.preset}")
-    doc = run_search(settings, output, resume=args.resume)
+    doc = run_search(settings, output, resume=args.resume, overwrite=args.overwrite)
     _draw_cell(doc, output)
     shown = doc.get("arch") or doc.get("genotype_str")
     print(f"derived architecture: {shown}")

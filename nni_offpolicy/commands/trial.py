@@ -125,7 +125,9 @@ def run_search_trial(args: argparse.Namespace) -> int:
         session.link_tensorboard_output()
 
         with session.isolated():
-            doc = run_search(settings, session.output_dir, on_epoch=_epoch_reporter(session), progress=False)
+            # the trial's own folder: NNI re-running a trial starts it again, as it always did
+            doc = run_search(settings, session.output_dir, on_epoch=_epoch_reporter(session), progress=False,
+                             overwrite=True)
         session.report_final(final_search_result(doc, args.metric))
 
     return _run_trial(body)

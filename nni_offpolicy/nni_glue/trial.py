@@ -40,6 +40,8 @@ import traceback
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+from ..atomic import atomic_write_text
+
 logger = logging.getLogger("nni_offpolicy.trial")
 
 STANDALONE_OUTPUT = Path("runs") / "trial"
@@ -132,7 +134,7 @@ class TrialSession:
         record = {"trial_id": self.trial_id, "sequence_id": self.sequence_id, "parameter_id": self.parameter_id,
                   "parameters": self.parameters, "received_parameter_id": received_id,
                   "platform": os.environ.get("NNI_PLATFORM"), "package_dir": package_dir}
-        (self.output_dir / "nni_parameters.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
+        atomic_write_text(json.dumps(record, indent=2, default=str) + "\n", self.output_dir / "nni_parameters.json")
         logger.info("trial %s runs parameter_id %s (received parameter_id %s): %s", self.trial_id,
                     self.parameter_id, received_id, json.dumps(self.parameters, default=str))
         logger.info("trial %s: NNI platform %s, code %s, output %s", self.trial_id, record["platform"],

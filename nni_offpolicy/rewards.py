@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import importlib
 import numbers
+import os
+import sys
 from typing import Any, Callable
 
 import torch
@@ -21,11 +23,25 @@ from .zero_cost import ZeroCostScorer
 MetricFn = Callable[[str, Any], float]
 
 
+def _import_metric_module(module_name: str) -> Any:
+    """Import as ``python -m`` would, from the working directory too: a console script puts its own folder, not
+    the working directory, on ``sys.path``, so ``--set metric=mymodule:latency`` beside the user's files failed
+    without PYTHONPATH. The working directory goes last, so it never shadows an installed module."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        here = os.getcwd()
+        if exc.name != module_name.split(".")[0] or here in sys.path:
+            raise
+        sys.path.append(here)
+        return importlib.import_module(module_name)
+
+
 def load_metric(spec: str) -> MetricFn:
     """``module:function`` -> a callable ``(family, architecture) -> float`` (e.g. a measured latency)."""
     module_name, _, attr = spec.partition(":")
     try:
-        fn = getattr(importlib.import_module(module_name), attr)
+        fn = getattr(_import_metric_module(module_name), attr)
     except Exception as exc:  # importing runs the module: a SyntaxError or its own failure is one line too
         raise UserError(f"metric {spec!r} cannot be loaded: {exc}") from None
     if not callable(fn):

@@ -345,3 +345,17 @@ def test_no_hand_written_temp_and_replace_outside_the_atomic_helper():
     hits = [str(p.relative_to(REPO)) for folder in ("nni_offpolicy", "search_spaces") for p in
             (REPO / folder).rglob("*.py") if "os.replace(" in p.read_text() and p.name != "atomic.py"]
     assert hits == []
+
+
+def test_metric_module_in_the_working_directory_is_found_without_pythonpath(tmp_path):
+    """Catches the README's metric example failing as written: a console script puts its own folder, not the
+    working directory, on sys.path (``-P`` gives this interpreter the same sys.path), so ``mymodule`` beside the
+    user's files was "No module named 'mymodule'"."""
+    (tmp_path / "mymodule.py").write_text("def latency(family, architecture):\n    return 12.5\n")
+    code = ("from nni_offpolicy.rewards import load_metric\n"
+            "import sys; assert '' not in sys.path and '.' not in sys.path\n"
+            "print(load_metric('mymodule:latency')('nb201', None))")
+    done = subprocess.run([sys.executable, "-P", "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "12.5"

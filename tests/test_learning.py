@@ -118,9 +118,9 @@ def planted_overrides(metric: str, weight_mode: str) -> dict:
 
 @pytest.mark.parametrize("weight_mode", ["path", "mixed"])
 def test_search_derives_the_planted_best_op_on_most_edges(planted_metric, tmp_path, weight_mode):
-    """Breakages caught: the controller update skipped in the search loop; importance weights used without the
-    policy's log-probability gradient; the reward's metric term dropped; the derivation taking each edge's first
-    op instead of its most probable one (each leaves the planted ops to chance: 1 in 5, then 1 in 3, per edge).
+    """Breakages caught: the controller update skipped in the search loop; the reward's metric term dropped; the
+    derivation taking each edge's first op instead of its most probable one (each leaves the planted ops to
+    chance, or to the first op of each list).
     REINFORCE (the off-policy controller, uniform behaviour), in path and in mixed weight mode; seeds 0-5 all
     reach 6 of 6 or 5 of 6 at this budget (checked when it was written).
 

@@ -130,6 +130,8 @@ def test_search_derives_the_planted_best_op_on_most_edges(planted_metric, tmp_pa
     doc = run_search(load_settings("nb201", planted_overrides(planted_metric, weight_mode)), tmp_path)
     hits = [label for label, op in PLANTED.items() if doc["sample"][label] == op]
     assert len(hits) >= 5, (doc["arch"], hits)
-    # the first stage's shrink kept the planted op on every edge the search derived it on
-    for label in hits:
-        assert PLANTED[label] in doc["stages"][-1]["edge_ops"]["cell"][label.split("_", 1)[1]]
+    # stage 1 already ranked the planted op first, and its shrink (to 3 ops) kept it, on most edges
+    first = doc["stages"][0]["probabilities"]
+    assert sum(max(first[label], key=first[label].get) == op for label, op in PLANTED.items()) >= 5, first
+    kept = doc["stages"][1]["edge_ops"]["cell"]
+    assert sum(op in kept[label.split("_", 1)[1]] for label, op in PLANTED.items()) >= 5, kept

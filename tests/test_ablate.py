@@ -346,7 +346,7 @@ def test_darts_and_random_searches_resume_to_the_same_result(tmp_path, controlle
 
 
 def test_a_grid_killed_mid_run_resumes_that_run_from_its_checkpoint(grid, tmp_path, capsys):
-    """ablate SIGKILLed in the middle of a search (after its first epoch's checkpoint): the rerun resumes that
+    """ablate SIGKILLed in the middle of a search (at its first epoch's checkpoint): the rerun resumes that
     search (not from scratch, not skipped) and it ends exactly as the uninterrupted grid's same run did."""
     import json
     import os
@@ -361,8 +361,9 @@ def test_a_grid_killed_mid_run_resumes_that_run_from_its_checkpoint(grid, tmp_pa
                             env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     metrics = out / "offpolicy-uniform" / "seed0" / "metrics.jsonl"
+    checkpoint = out / "offpolicy-uniform" / "seed0" / "checkpoint.pt"  # written after the epoch's metrics line
     deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None and not (metrics.exists() and metrics.read_text()):
+    while time.time() < deadline and proc.poll() is None and not checkpoint.exists():
         time.sleep(0.02)
     assert proc.poll() is None, f"the grid ended before it could be killed:\n{proc.communicate()[0]}"
     proc.send_signal(signal.SIGKILL)

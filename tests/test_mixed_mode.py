@@ -60,7 +60,8 @@ def _cli(args: list[str], cwd: Path) -> subprocess.Popen:
 
 
 def _kill_after(proc: subprocess.Popen, out: Path, records: int) -> None:
-    """SIGKILL once metrics.jsonl holds ``records`` epochs (the checkpoint of that epoch is written just before)."""
+    """SIGKILL once metrics.jsonl holds ``records`` epochs (that epoch's checkpoint follows its metrics line, so
+    the resume starts from it or from the epoch before)."""
     deadline = time.time() + 240
     while time.time() < deadline and len(_records(out)) < records and proc.poll() is None:
         time.sleep(0.02)

@@ -99,19 +99,23 @@ def apply(copy: Path, breakage: Breakage, dry_run: bool = False) -> None:
             path.write_text(text.replace(old, new))
 
 
-def run_tests(copy: Path, tests: tuple[str, ...]) -> tuple[bool, float, str]:
+def run_tests(copy: Path, tests: tuple[str, ...], stop_early: bool) -> tuple[bool, float, str, list[str]]:
+    """(passed, seconds, pytest's last line, the failing tests' ids)."""
     env = {**os.environ, "PYTHONPATH": str(copy), "OMP_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
     started = time.time()
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests],
-                          cwd=copy, env=env, capture_output=True, text=True)
-    tail = (proc.stdout + proc.stderr).strip().splitlines()
-    return proc.returncode == 0, time.time() - started, tail[-1] if tail else ""
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rf", *(["-x"] if stop_early else []),
+                           "-p", "no:cacheprovider", *tests], cwd=copy, env=env, capture_output=True, text=True)
+    lines = (proc.stdout + proc.stderr).strip().splitlines()
+    failed = [line.split()[1].split("::", 1)[-1] for line in lines if line.startswith(("FAILED ", "ERROR "))]
+    return proc.returncode == 0, time.time() - started, lines[-1] if lines else "", failed
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--list", action="store_true", help="print the breakages and exit")
     parser.add_argument("--only", help="comma-separated breakage names")
+    parser.add_argument("--fast", action="store_true",
+                        help="stop each breakage's tests at the first failure (-x): faster, names one catcher")
     args = parser.parse_args(argv)
     if args.list:
         for b in BREAKAGES:
@@ -133,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         for b in chosen:  # every breakage still applies to today's source, before anything runs
             apply(baseline, b, dry_run=True)
         guarded = tuple(dict.fromkeys(t for b in chosen for t in b.tests))
-        ok, seconds, tail = run_tests(baseline, guarded)
+        ok, seconds, tail, _ = run_tests(baseline, guarded, stop_early=False)
         print(f"baseline (unbroken)          {'passed' if ok else 'FAILED'} in {seconds:.0f}s  {tail}", flush=True)
         if not ok:
             print("mutation_check: the guarding tests fail without any breakage; fix that first", file=sys.stderr)
@@ -143,8 +147,9 @@ def main(argv: list[str] | None = None) -> int:
             copy = scratch / b.name
             copy_repo(copy)
             apply(copy, b)
-            passed, seconds, tail = run_tests(copy, b.tests)
-            print(f"{b.name:28s} {'NOT CAUGHT' if passed else 'caught'} in {seconds:.0f}s  ({b.what})", flush=True)
+            passed, seconds, tail, failed = run_tests(copy, b.tests, stop_early=args.fast)
+            print(f"{b.name:28s} {'NOT CAUGHT' if passed else 'caught'} in {seconds:.0f}s  ({b.what})"
+                  + ("" if passed else f"\n{'':28s} by {', '.join(failed) or tail}"), flush=True)
             if passed:
                 missed.append(b.name)
             shutil.rmtree(copy)

@@ -27,6 +27,10 @@ import torch.distributed as dist
 from .errors import UserError
 
 
+class ReplicasDiverged(UserError):
+    """The replicas' weights differ at a stage end: their searches would no longer be one search."""
+
+
 class Replicas:
     """The single-device case: every collective is the identity, so the search code has one path."""
 
@@ -95,7 +99,9 @@ class DistributedReplicas(Replicas):
         gathered = [torch.zeros_like(total) for _ in range(self.world)]
         dist.all_gather(gathered, total)
         if any(not torch.allclose(g, gathered[0], rtol=1e-9, atol=0.0) for g in gathered[1:]):
-            raise RuntimeError(f"replicas diverged {where}: weight checksums {[g.tolist() for g in gathered]}")
+            sums = ", ".join(f"{g[0].item():.9g}" for g in gathered)
+            raise ReplicasDiverged(f"replicas diverged {where}: their weights differ (weight sums {sums}), so "
+                                   f"they no longer run one search; it stopped")
 
 
 class _EpochForwarder:
@@ -160,7 +166,8 @@ def launch(worker: Callable[..., Any], devices: int, accelerator: str, on_epoch:
     if kind == "user_error":
         from .search import SearchDiverged
 
-        error = SearchDiverged if payload[0] == SearchDiverged.__name__ else UserError
+        error = {SearchDiverged.__name__: SearchDiverged, ReplicasDiverged.__name__: ReplicasDiverged}.get(payload[0],
+                                                                                                   UserError)
         raise error(payload[1])
     return pickle.loads(payload)
 

@@ -360,3 +360,42 @@ def test_parameter_free_share_counts_the_derived_cells_weightless_ops():
     expected = sum(op in ("none", "skip_connect", "max_pool_3x3", "avg_pool_3x3") for op in ops) / len(ops)
     assert 0 < expected < 1
     assert parameter_free_share({"family": "darts", "genotype": pdarts}) == pytest.approx(expected)
+
+
+def test_a_grid_killed_mid_run_resumes_that_run_from_its_checkpoint(grid, tmp_path, capsys):
+    """ablate SIGKILLed in the middle of a search (at its first epoch's checkpoint): the rerun resumes that
+    search (not from scratch, not skipped) and it ends exactly as the uninterrupted grid's same run did."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "grid"
+    args = ["ablate", "--variants", "offpolicy-uniform", "--seeds", "0", "--output", str(out), *_flags(TINY2)]
+    proc = subprocess.Popen([sys.executable, "-m", "nni_offpolicy.cli", *args], cwd=tmp_path,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    metrics = out / "offpolicy-uniform" / "seed0" / "metrics.jsonl"
+    checkpoint = out / "offpolicy-uniform" / "seed0" / "checkpoint.pt"  # written after the epoch's metrics line
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None and not checkpoint.exists():
+        time.sleep(0.02)
+    assert proc.poll() is None, f"the grid ended before it could be killed:\n{proc.communicate()[0]}"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    run_dir = out / "offpolicy-uniform" / "seed0"
+    assert (run_dir / "checkpoint.pt").exists() and not (run_dir / "genotype.json").exists()
+    capsys.readouterr()
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "[1/1] offpolicy-uniform seed 0 (resumed): derived valid acc" in printed, printed
+    resumed, straight = json.loads((run_dir / "genotype.json").read_text()), _doc(grid, "offpolicy-uniform", 0)
+    assert resumed["genotype"] == straight["genotype"]
+    assert resumed["derived_valid_acc"] == pytest.approx(straight["derived_valid_acc"])
+    assert [{k: v for k, v in s.items() if k != "eval_seconds"} for s in resumed["stages"]] == \
+        [{k: v for k, v in s.items() if k != "eval_seconds"} for s in straight["stages"]]
+    assert [(r["stage"], r["epoch"]) for r in map(json.loads, metrics.read_text().splitlines())] == \
+        [(1, 1), (1, 2), (2, 1), (2, 2)]
+    assert [r["variant"] for r in _rows(out / "runs.csv")] == ["offpolicy-uniform"]

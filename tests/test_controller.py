@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from nni_offpolicy.controller import Decision, OffPolicyController, behaviour_probs, policy_gradient_loss
+from nni_offpolicy.controller import (Decision, OffPolicyController, Samples, behaviour_probs,
+                                      policy_gradient_loss)
 
 TINY = [Decision("a", (0, 1)), Decision("b", (0, 1, 2)), Decision("c", (0, 1))]
 
@@ -104,15 +105,41 @@ def test_controller_finds_the_best_op_per_edge(behaviour, epsilon):
     assert torch.equal(c.greedy(), best), (c.greedy(), best)
 
 
-def test_truncation_caps_weights():
-    c = OffPolicyController(TINY, behaviour="egreedy", epsilon=0.01)
+def weights_used(log_pi_all: torch.Tensor, samples, truncation: float, importance: str) -> torch.Tensor:
+    """The importance weights the surrogate loss really multiplies each log pi by, read off its gradient.
+
+    With advantage 1 (reward 1, baseline 0) and one sample, d loss / d log_pi[d, a_d] = -w_d (per-decision) or
+    -w (trajectory, the same for every d): the weights in the gradient, not the ratio the stats report."""
+    used = []
+    for row in range(samples.actions.shape[0]):
+        one = Samples(samples.actions[row:row + 1], samples.log_mu[row:row + 1], torch.ones(1))
+        leaf = log_pi_all.detach().clone().requires_grad_(True)
+        loss, _ = policy_gradient_loss(leaf, one, 0.0, truncation, importance)
+        (grad,) = torch.autograd.grad(loss, leaf)
+        used.append(-grad[torch.arange(grad.shape[0]), one.actions[0]])
+    return torch.stack(used)  # [n, D]
+
+
+@pytest.mark.parametrize("importance", ["per-decision", "trajectory"])
+def test_truncation_caps_weights(importance):
+    """Breakage caught: importance weights not truncated (the gradient then carries ratios up to ~3 here, per
+    decision, and ~12 per trajectory, instead of at most c = 1.2)."""
+    c = OffPolicyController(TINY, behaviour="uniform")
     with torch.no_grad():
         c.alpha.copy_(torch.tensor([[5.0, -5.0, 0.0], [-5.0, -5.0, 5.0], [5.0, -5.0, 0.0]]))
-    c.behaviour, c.epsilon = "uniform", 0.0
     s = c.sample(200)
     s.rewards = torch.ones(200)
-    _, stats = policy_gradient_loss(c.log_pi(), s, 0.0, 1.5, "per-decision")
-    assert stats["importance/max"] > 1.5 and stats["importance/truncated_frac"] > 0
+    log_pi = c.log_pi().detach()
+    ratio = (log_pi[torch.arange(3)[None, :], s.actions] - s.log_mu).exp()  # pi/mu of each decision, [n, D]
+    if importance == "trajectory":
+        ratio = ratio.prod(dim=1, keepdim=True).expand_as(ratio)
+    assert ratio.max() > 2 * 1.2 and (ratio < 1.2).any()  # some ratios far above the cap, some below it
+    used = weights_used(log_pi, s, 1.2, importance)
+    assert used.max() <= 1.2 + 1e-6
+    assert torch.allclose(used, ratio.clamp(max=1.2), rtol=1e-5, atol=1e-6)  # capped ones at c, the rest as is
+    _, stats = policy_gradient_loss(log_pi, s, 0.0, 1.2, importance)
+    assert stats["importance/truncated_frac"] == pytest.approx(float((ratio[:, :1 if importance == "trajectory"
+                                                                            else None] > 1.2).float().mean()))
 
 
 def test_replay_and_state_round_trip():

@@ -234,7 +234,8 @@ def test_search_experiment_export_and_retrain(nni, tmp_path, capsys):
         assert isinstance(entry["genotype"], dict) and entry["family"] == "darts"
         assert "genotype" not in entry["metrics"] and entry["metrics"]["params_m"] > 0
 
-    # the web UI shows it: headless chromium (scripts/webui_check.py), when chromium is installed
+    # the web UI shows it: headless chromium (scripts/webui_check.py), when chromium is installed; where it is not,
+    # the rest of the test still runs and the test then reports itself skipped with the reason (not a silent pass)
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium:
         proc = subprocess.run([sys.executable, str(REPO / "scripts" / "webui_check.py"), "--port", str(exp.port),
@@ -280,6 +281,9 @@ def test_search_experiment_export_and_retrain(nni, tmp_path, capsys):
         assert (Path(job["logPath"]) / "tensorboard").is_dir()
         trained.add(index)
     assert trained == {0, 1}
+    if not chromium:
+        pytest.skip("web UI check not run: chromium is not installed (apt-get install chromium); everything else "
+                    "in this test passed")
 
 
 def test_failing_trial_fails_alone_and_export_errors(nni, tmp_path, capsys):

@@ -36,6 +36,7 @@ import yaml
 
 from nni_offpolicy.nni_glue.rest import NniRest
 from nni_offpolicy.nni_glue.store import decode_metric, decode_parameters
+from test_nniignore import nniignore_patterns
 from test_experiments import MPLCONFIGDIR, NNICTL, REPO, TINY_SEARCH, VENV_BIN, Experiment, free_port
 
 # NNI's remote machines keep everything under <tempPath>/nni-experiments/<experiment id> (tempPath is /tmp on
@@ -258,20 +259,6 @@ def remote_experiment(tmp_path, sshd):
 
 
 # ------------------------------------------------------------------------------------------------ test
-def nniignore_patterns() -> list[str]:
-    lines = (REPO / ".nniignore").read_text().splitlines()
-    return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
-
-
-def test_nniignore_patterns_match_directories_as_nni_reads_them():
-    """NNI 3.0 checks .nniignore against directory paths without their trailing slash (``ignore`` 5.x then treats
-    them as files) and tar-packs every directory it did not skip *recursively*. A ``dir/`` pattern therefore skips
-    nothing: ``.venv/`` would upload the whole virtual environment. Patterns must name the top-level entry."""
-    patterns = nniignore_patterns()
-    assert {".venv", ".git", "runs"} <= set(patterns), patterns
-    assert not [p for p in patterns if p.endswith("/")], patterns
-
-
 def test_remote_yml_runs_over_ssh(remote_experiment):
     exp = remote_experiment
     space = exp.config["searchSpace"]
@@ -314,7 +301,7 @@ def test_remote_yml_runs_over_ssh(remote_experiment):
     assert f"Accepted publickey for {exp.server.user} from 127.0.0.1" in log, log[-3000:]
     assert "subsystem 'sftp'" in log, log[-3000:]
 
-    # the upload is trialCodeDirectory minus .nniignore (top level: see the test above)
+    # the upload is trialCodeDirectory minus .nniignore (top level: see test_nniignore.py)
     with tarfile.open(exp.remote_dir / "envs" / "nni-code.tar.gz") as tar:
         members = tar.getnames()
     top = {(name[2:] if name.startswith("./") else name).split("/", 1)[0] for name in members} - {"", "."}

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from nni_offpolicy.cli import main
 from nni_offpolicy.errors import UserError
-from nni_offpolicy.replicas import Replicas, check_devices, launch
+from nni_offpolicy.replicas import Replicas, ReplicasDiverged, check_devices, launch
 from nni_offpolicy.search import run_search
 from nni_offpolicy.settings import load_settings
 from nni_offpolicy.supernet import Supernet
@@ -85,14 +85,37 @@ def test_two_replicas_run_one_search_with_the_same_schedule(tmp_path):
     assert (tmp_path / "two" / "tensorboard").is_dir() and (tmp_path / "two" / "checkpoint.pt").exists()
 
 
-def test_divergence_in_one_replica_stops_all_with_one_message(tmp_path, capsys):
+def test_divergence_in_one_replica_stops_all_with_one_message(tmp_path, capfd):
+    """capfd, not capsys: the spawned replicas write to the inherited file descriptor 2, which capsys (this
+    process's sys.stderr) never sees, so a traceback printed by a replica would go unnoticed."""
     out = tmp_path / "nan"
     code = main(["search", "--preset", "demo", "--output", str(out), "--set", "devices=2", "--set", "lr=1e30",
                  *[f"--set={k}={v}" for k, v in TINY.items()]])
-    err = capsys.readouterr().err
+    err = capfd.readouterr().err
     assert code == 2
-    assert "at stage 1, epoch 1, step" in err and "Traceback" not in err
+    assert "Traceback" not in err, err
+    message = [line for line in err.splitlines() if line.startswith("nni-offpolicy search: error:")]
+    assert len(message) == 1 and "at stage 1, epoch 1, step" in message[0], err
     assert not (out / "genotype.json").exists()
+
+
+def _replica_with_drifted_weights(replicas: Replicas, on_epoch, unused: int) -> None:
+    torch.set_num_threads(1)
+    net = _supernet()
+    if replicas.rank == 1:
+        with torch.no_grad():
+            next(net.parameters()).add_(1e-3)
+    replicas.check_in_step(net, "at the end of stage 2")
+
+
+def test_replicas_whose_weights_differ_stop_with_the_one_line_user_error(capfd):
+    """Breakage caught: the stage-end weight check missing, or surfacing as a bare RuntimeError (a traceback from
+    every replica and a launcher error) instead of the codebase's one-line UserError."""
+    with pytest.raises(ReplicasDiverged, match=r"^replicas diverged at the end of stage 2: their weights differ "
+                                              r"\(weight sums [-0-9.e]+, [-0-9.e]+\)") as caught:
+        launch(_replica_with_drifted_weights, 2, "cpu", None, 0)
+    assert isinstance(caught.value, UserError) and "\n" not in str(caught.value)
+    assert "Traceback" not in capfd.readouterr().err  # (equal weights pass it: every two-replica search above)
 
 
 @pytest.mark.parametrize("overrides, expected", [

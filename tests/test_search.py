@@ -52,13 +52,20 @@ def test_shrink_keeps_each_edges_own_top_k():
 
 
 def test_derivation_limits_skip_connects_and_drops_none():
+    """Breakages caught: more than max_skip_connect skips kept; ``none`` derived; the skips dropped being other
+    than the weakest (P-DARTS keeps the strongest); the derivation taking an edge's first op, not its best."""
     edge_ops = initial_edge_ops("darts")
     probs = uniform_probs(edge_ops)
+    order = torch.randperm(14, generator=torch.Generator().manual_seed(3)).tolist()
+    strength = {}
     for label, p in probs.items():
         if "/op_" in label:
             for op in p:
                 p[op] = {"none": 0.5, "skip_connect": 0.3, "sep_conv_3x3": 0.1}.get(op, 0.01)
-            p["skip_connect"] += 0.001 * int(label[-1])  # distinct skip strengths
+            j, i = (int(t) for t in label.split("_")[-2:])
+            # distinct skip strengths, in an order unrelated to the labels' (edge k of 14 gets rank order[k])
+            p["skip_connect"] += 0.001 * order[j * (j - 1) // 2 - 1 + i]
+            strength[label] = p["skip_connect"]
     sample = derive("darts", edge_ops, probs, max_skip_connect=2)
     genotype = sample_to_genotype(sample)
     normal_ops = [op for op, _ in genotype.normal]
@@ -66,6 +73,10 @@ def test_derivation_limits_skip_connects_and_drops_none():
     assert "none" not in normal_ops and "none" not in [op for op, _ in genotype.reduce]
     assert set(normal_ops) == {"skip_connect", "sep_conv_3x3"}
     # the two skips kept are the strongest ones among the chosen edges
+    chosen = [f"normal/op_{j}_{i}" for j in range(2, 6) for i in sample[f"normal/input_{j}"]]
+    kept = {label for label in chosen if sample[label] == "skip_connect"}
+    assert kept == set(sorted(chosen, key=strength.__getitem__)[-2:]), (kept, {c: strength[c] for c in chosen})
+    assert [op for op, _ in genotype.reduce] == ["skip_connect"] * 8  # no limit in the reduction cell
     validate_genotype(genotype, distinct_inputs=True)
 
 

@@ -333,6 +333,15 @@ class ProgressiveSearch:
         record = self.end_of_epoch(run, epoch, global_epoch, float(loss_sum) / max(seen, 1),
                                    100.0 * float(correct) / max(seen, 1), epoch_rewards, seconds)
         record.update(steps=steps, peak_memory_gb=peak_memory_gb(self.device))
+        self.publish_epoch(run, logger, record, stage)
+        if self.progress:
+            print(f"stage {stage + 1} epoch {epoch + 1}/{epochs}: loss {record['train_loss']:.3f} "
+                  f"train {record['train_acc']:.1f}% valid {record['valid_acc']:.1f}% "
+                  f"greedy reward {record['greedy_reward']:.4f} ({record['seconds']:.1f}s)", file=sys.stderr)
+
+    def publish_epoch(self, run: Any, logger: RunLogger, record: dict[str, Any], stage: int) -> None:
+        """One epoch's record to TensorBoard (its numbers), the policy's state, metrics.jsonl and the on_epoch
+        hook (NNI's intermediate results), in one place, so every reward source reports an epoch alike."""
         logger.scalars({k: v for k, v in record.items() if isinstance(v, (int, float)) and k not in
                         ("stage", "epoch", "global_epoch", "total_epochs")}, self.global_step,
                        prefix=f"stage{stage + 1}/epoch/")
@@ -340,10 +349,6 @@ class ProgressiveSearch:
         logger.record(record)
         if self.on_epoch is not None:
             self.on_epoch(record)
-        if self.progress:
-            print(f"stage {stage + 1} epoch {epoch + 1}/{epochs}: loss {record['train_loss']:.3f} "
-                  f"train {record['train_acc']:.1f}% valid {record['valid_acc']:.1f}% "
-                  f"greedy reward {record['greedy_reward']:.4f} ({record['seconds']:.1f}s)", file=sys.stderr)
 
     def check_finite(self, watch: NonFiniteWatch, stage: int, epoch: int) -> None:
         bad = watch.first()

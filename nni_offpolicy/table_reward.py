@@ -178,13 +178,7 @@ class TableSearch(ProgressiveSearch):
         }
         if rewards:
             record.update(reward_mean=sum(rewards) / len(rewards), reward_max=max(rewards))
-        logger.scalars({k: v for k, v in record.items() if isinstance(v, (int, float)) and k not in
-                        ("stage", "epoch", "global_epoch", "total_epochs")}, self.global_step,
-                       prefix=f"stage{stage + 1}/epoch/")
-        self.log_policy(run, logger)
-        logger.record(record)
-        if self.on_epoch is not None:
-            self.on_epoch(record)
+        self.publish_epoch(run, logger, record, stage)
         if self.progress:
             print(f"stage {stage + 1} epoch {epoch + 1}/{s.epochs[stage]}: table value of the greedy cell "
                   f"{greedy_acc:.2f}% greedy reward {record['greedy_reward']:.4f}", file=sys.stderr)

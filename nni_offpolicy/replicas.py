@@ -24,7 +24,7 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.distributed as dist
 
-from .errors import UserError
+from .errors import SearchDiverged, UserError
 
 
 class ReplicasDiverged(UserError):
@@ -164,8 +164,6 @@ def launch(worker: Callable[..., Any], devices: int, accelerator: str, on_epoch:
         raise RuntimeError("the replicas ended without a result")
     kind, payload = outcome[0]
     if kind == "user_error":
-        from .search import SearchDiverged
-
         error = {SearchDiverged.__name__: SearchDiverged, ReplicasDiverged.__name__: ReplicasDiverged}.get(payload[0],
                                                                                                    UserError)
         raise error(payload[1])

@@ -30,7 +30,7 @@ from .atomic import check_writable_folder, remove_stale_temps
 from .controller import OffPolicyController
 from .data import BatchLoader, ImageSet, load_dataset, search_split
 from .devices import resolve_device
-from .errors import UserError
+from .errors import SearchDiverged, UserError  # noqa: F401 (SearchDiverged: also importable from here)
 from .locking import output_lock
 from .monitor import RunLogger
 from .progressive import arch_key, build_decisions, derive, sample_to_arch, shrink
@@ -45,10 +45,6 @@ MONITOR_BATCHES = 10  # validation batches behind each epoch record's valid_acc/
 EpochCallback = Callable[[dict], None]
 # --- settings.controller: which policy the monitoring/reward samples come from (None: the behaviour policy)
 SAMPLE_POLICY = {"reinforce": None, "darts": "target", "random": "uniform"}
-
-
-class SearchDiverged(UserError):
-    """A NaN/inf loss or reward: the search stops and the last good checkpoint stays as it was."""
 
 
 def darts_alpha_step(controller: OffPolicyController, supernet: Supernet, op_rows: list[int], x: torch.Tensor,

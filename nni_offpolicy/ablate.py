@@ -7,7 +7,7 @@ Every run uses the same preset, space, data, epochs and overrides; only the way 
   uniform, epsilon-greedy (``epsilon``) or pi itself;
 - ``random``: no learning (RandomNAS): random per-edge shrinking, a uniformly random genotype of the final
   stage's ops, seeded by the run's seed; its uniform samples give the best-sampled architecture;
-- ``darts``: first-order DARTS on the same supernet and schedule (``search.darts_alpha_step``), inputs derived
+- ``darts``: first-order DARTS on the same supernet and schedule (``learners.darts_alpha_step``), inputs derived
   by edge strength;
 - ``offpolicy-naswot``: ``offpolicy-uniform`` whose reward also multiplies in the NASWOT zero-cost score of each
   sampled cell (``zero_cost.py``), (score / target) ^ 4.

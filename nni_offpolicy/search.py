@@ -31,6 +31,7 @@ from .controller import OffPolicyController
 from .data import BatchLoader, ImageSet, load_dataset, search_split
 from .devices import resolve_device
 from .errors import SearchDiverged, UserError  # noqa: F401 (SearchDiverged: also importable from here)
+from .learners import make_learner
 from .locking import output_lock
 from .monitor import RunLogger
 from .progressive import arch_key, build_decisions, derive, sample_to_arch, shrink
@@ -43,33 +44,6 @@ from .supernet import Supernet
 CHECKPOINT = "checkpoint.pt"
 MONITOR_BATCHES = 10  # validation batches behind each epoch record's valid_acc/greedy_acc
 EpochCallback = Callable[[dict], None]
-# --- settings.controller: which policy the monitoring/reward samples come from (None: the behaviour policy)
-SAMPLE_POLICY = {"reinforce": None, "darts": "target", "random": "uniform"}
-
-
-def darts_alpha_step(controller: OffPolicyController, supernet: Supernet, op_rows: list[int], x: torch.Tensor,
-                     y: torch.Tensor, accel: Accel | None = None, replicas: Replicas | None = None
-                     ) -> dict[str, float]:
-    """One first-order DARTS step (settings.controller == "darts"): Adam (the controller's optimizer) on the op
-    alphas with the gradient of the validation-batch cross-entropy of the MIXED supernet, softmax(alpha) NOT
-    detached. The weights stay frozen: only alpha is differentiated, so no weight gradient is even computed.
-    Input-pair alphas get no gradient (DARTS has none; its derivation ranks edges by strength instead)."""
-    pi = controller.log_pi().exp().to(x.device)  # differentiable in alpha
-    supernet.set_mixed({controller.decisions[row].label: pi[row, : len(controller.decisions[row].options)]
-                        for row in op_rows})
-    loss = F.cross_entropy(accel.forward(supernet, x) if accel else supernet(x), y)
-    (grad,) = torch.autograd.grad(loss, [controller.alpha])
-    if replicas is not None:  # each replica saw a slice of the batch: the mean of their gradients is the batch's
-        grad = replicas.average(grad.contiguous())
-        loss = replicas.average(loss.detach().clone())
-    controller.optimizer.zero_grad(set_to_none=True)
-    controller.alpha.grad = grad
-    controller.optimizer.step()
-    controller.updates += 1
-    return {"darts/valid_loss": float(loss.detach()), "darts/alpha_grad_norm": float(grad.norm()),
-            "controller/entropy": float(controller.entropy().detach())}
-
-
 def stage_controller(s: SearchSettings, family: str, edge_ops: dict, stage: int) -> OffPolicyController:
     """A stage's fresh controller over its op lists (whatever scores the samples: supernet or table)."""
     return OffPolicyController(
@@ -196,6 +170,7 @@ class ProgressiveSearch:
                                    probe_images=self.valid_batches[0][0])
         self.on_epoch, self.progress = on_epoch, progress
         self.tracker = Tracker(settings.recent_window)
+        self.learner = make_learner(settings)  # how alpha learns: the one place settings.controller is read
         self.stage_summaries: list[dict[str, Any]] = []
         self.global_step = 0
         self.reward_updates = 0
@@ -255,7 +230,7 @@ class ProgressiveSearch:
                 self.stage_summaries.append(summary)
                 if stage + 1 < s.stages:
                     edge_ops = shrink(edge_ops, run.controller.probabilities(), s.ops_kept[stage],
-                                      generator=self.choice_generator(stage, "shrink"))
+                                      generator=self.learner.choice_generator(stage, "shrink"))
                 stage, epoch = stage + 1, 0
                 if stage < s.stages:
                     self.save(stage, 0, edge_ops, None, logger)
@@ -295,7 +270,7 @@ class ProgressiveSearch:
             if weights is not None:
                 supernet.set_mixed(weights)
             else:
-                path = controller.sample(1, policy="uniform" if s.controller == "random" else None)
+                path = controller.sample(1, policy=self.learner.path_policy)
                 supernet.set_path(controller.to_sample(path.actions[0]))
             logits = self.accel.forward(supernet, x)
             loss = F.cross_entropy(logits, y)
@@ -381,10 +356,10 @@ class ProgressiveSearch:
         return (self.replicas.sum(torch.stack(hits)) / y_all.shape[0]).cpu().tolist(), (x, y)
 
     def controller_step(self, run: StageRun, epoch: int, step: int) -> dict[str, Any]:
-        s, controller, supernet = self.settings, run.controller, run.supernet
-        samples = controller.sample(s.samples_per_update, policy=SAMPLE_POLICY[s.controller])
+        s, controller = self.settings, run.controller
+        samples = controller.sample(s.samples_per_update, policy=self.learner.sample_policy)
         sample_dicts = [controller.to_sample(a) for a in samples.actions]
-        accuracies, (x, y) = self.sample_accuracies(run, sample_dicts)
+        accuracies, batch = self.sample_accuracies(run, sample_dicts)
         keys = [arch_key(self.family, d, s.nodes) for d in sample_dicts]
         metrics = [self.rewards.metrics(sample_to_arch(self.family, d, s.nodes), k)
                    for d, k in zip(sample_dicts, keys)]
@@ -393,25 +368,19 @@ class ProgressiveSearch:
             raise SearchDiverged(f"a reward is not finite at stage {run.stage + 1}, epoch {epoch + 1}, step {step + 1} "
                                  f"(rewards {rewards}); "
                                  f"{self.kept()}")
-        if s.controller == "reinforce":
-            stats = controller.update(samples, torch.tensor(rewards))
-        elif s.controller == "darts":  # the samples above only monitor; alpha learns by gradient
-            stats = darts_alpha_step(controller, supernet, run.op_rows, x, y, self.accel, self.replicas)
-            if not math.isfinite(stats["darts/valid_loss"]):
-                raise SearchDiverged(f"the DARTS validation loss is {stats['darts/valid_loss']} at stage "
-                                     f"{run.stage + 1}, epoch {epoch + 1}, step {step + 1}; "
-                                     f"{self.kept()}")
-        else:  # random: no learning; the uniform samples only feed the best-sampled record (RandomNAS)
-            stats = {}
+        stats = self.learner.update(controller, samples, rewards, run.supernet, run.op_rows, batch, self.accel,
+                                    self.replicas)
+        problem = self.learner.diverged(stats)
+        if problem is not None:
+            raise SearchDiverged(f"{problem} at stage {run.stage + 1}, epoch {epoch + 1}, step {step + 1}; "
+                                 f"{self.kept()}")
         if not bool(torch.isfinite(controller.alpha).all()):  # e.g. a huge controller_lr: stop before it spreads
             raise SearchDiverged(f"the controller's alpha is not finite after the update at stage {run.stage + 1}, "
                                  f"epoch {epoch + 1}, step {step + 1}; try a lower controller_lr; {self.kept()}")
         self.tracker.updates += 1
         self.tracker.observe_samples(run.stage, rewards, sample_dicts, keys, metrics)
         labels = [d.label for d in controller.decisions]
-        # random has no policy to take an argmax of: its pick is a fresh uniform draw, so the Matthew measure
-        # "argmax never changed" reads the chance level
-        picks = samples.actions[0] if s.controller == "random" else controller.greedy()
+        picks = self.learner.picks(controller, samples)
         self.tracker.observe_argmax(labels, picks.tolist())
         stats.update({"reward/mean": sum(rewards) / len(rewards), "reward/max": max(rewards),
                       "reward/min": min(rewards), "sample/acc_mean": sum(accuracies) / len(accuracies),
@@ -440,18 +409,10 @@ class ProgressiveSearch:
                 total += batch[1].shape[0]
         return 100.0 * float(self.replicas.sum(correct)) / max(total, 1)
 
-    def choice_generator(self, stage: int, purpose: str) -> torch.Generator | None:
-        """random: a fresh generator per (seed, stage, purpose), so its shrink and derivation are uniformly random
-        yet the same on every call and after a resume; None (choose by pi) for the other controllers."""
-        if self.settings.controller != "random":
-            return None
-        return torch.Generator().manual_seed(self.settings.seed * 1_000_003 + stage * 10 +
-                                             {"derive": 1, "shrink": 2}[purpose])
-
     def greedy_sample(self, run: StageRun) -> dict[str, Any]:
+        """The stage's derivation as the learner derives it (by pi, or its own random draw; its input rule)."""
         return derive(self.family, run.edge_ops, run.controller.probabilities(), self.settings.max_skip_connect,
-                      generator=self.choice_generator(run.stage, "derive"),
-                      inputs="edge_strength" if self.settings.controller == "darts" else "pair")
+                      generator=self.learner.choice_generator(run.stage, "derive"), inputs=self.learner.inputs)
 
     def end_of_epoch(self, run: StageRun, epoch: int, global_epoch: int, train_loss: float, train_acc: float,
                      rewards: list[float], seconds: float) -> dict[str, Any]:
@@ -490,12 +451,7 @@ class ProgressiveSearch:
         op_labels = [d.label for d in run.controller.decisions if d.kind == "op"]
         tracked = [l for l in op_labels if l in self.tracker.argmax]
         frozen = sum(1 for l in tracked if l not in self.tracker.changed) / len(tracked) if tracked else float("nan")
-        if self.settings.controller == "random":  # no policy: the ops it picks are its random derivation's
-            picked = self.greedy_sample(run)
-            ops = [picked[d.label] for d in run.controller.decisions if d.kind == "op"]
-        else:
-            greedy = run.controller.greedy().tolist()
-            ops = [d.options[a] for d, a in zip(run.controller.decisions, greedy) if d.kind == "op"]
+        ops = self.learner.picked_ops(run.controller, lambda: self.greedy_sample(run))
         top = max(ops.count(o) for o in set(ops)) / len(ops)
         return {"argmax_frozen_share": frozen, "top_op_share": top}
 

@@ -16,10 +16,10 @@ import yaml
 from search_spaces.presets import SPACE_PRESETS, initial_edge_ops, space_preset
 
 from .errors import UserError
+from .learners import LEARNERS  # how alpha learns: REINFORCE, DARTS gradient, not at all
 from .parsing import parse_bool
 
 BEHAVIOURS = ("uniform", "egreedy", "multinomial", "on-policy")
-CONTROLLERS = ("reinforce", "darts", "random")  # how alpha learns: REINFORCE, DARTS gradient, not at all
 WEIGHT_MODES = ("mixed", "path")
 IMPORTANCE = ("per-decision", "trajectory")
 PRECISIONS = ("auto", "fp32", "bf16")  # auto: bf16 autocast on CUDA, fp32 elsewhere
@@ -138,8 +138,8 @@ class SearchSettings:
             if len(value) != n:
                 raise UserError(f"{name}: has {len(value)} entries but layers has {n} stages; give one per stage "
                                 f"(or a single value for all)")
-        if self.controller not in CONTROLLERS:
-            raise UserError(f"unknown controller {self.controller!r}; allowed: {', '.join(CONTROLLERS)}")
+        if self.controller not in LEARNERS:
+            raise UserError(f"unknown controller {self.controller!r}; allowed: {', '.join(LEARNERS)}")
         if self.behaviour not in BEHAVIOURS:
             raise UserError(f"unknown behaviour policy {self.behaviour!r}; allowed: {', '.join(BEHAVIOURS)}")
         if self.weight_mode not in WEIGHT_MODES:
@@ -257,8 +257,9 @@ class SearchSettings:
         if family != "nb201":
             raise UserError(f"reward_source=table needs the nb201 space (benchmark tables are NAS-Bench-201), "
                             f"got space {self.space}")
-        if self.controller == "darts":
-            raise UserError("reward_source=table has no gradient for controller=darts: use reinforce or random")
+        if not LEARNERS[self.controller].learns_from_rewards:
+            usable = " or ".join(name for name, learner in LEARNERS.items() if learner.learns_from_rewards)
+            raise UserError(f"reward_source=table has no gradient for controller={self.controller}: use {usable}")
         if self.devices != 1:
             raise UserError(f"reward_source=table trains no network, so devices must be 1, got {self.devices}")
         if not self.reward_table:

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from . import checkpoint as ckpt
+from .learners import make_learner
 from .monitor import RunLogger
 from .progressive import arch_key, sample_to_arch
 from .replicas import Replicas
@@ -113,10 +114,12 @@ class TableSearch(ProgressiveSearch):
         self.scale = reward_scale(self.table, self.column)
         self.steps = steps_per_epoch(settings, shape)
         self.valid_batches: list = []  # none: what the base class reads of them is the table's here
+        self.accel = None  # no network runs forwards here (the learners take it for the supernet's)
         self.eval_batches = 0
         self.rewards = MemoRewards(settings, self.family, self.num_classes, self.in_channels, self.input_size)
         self.on_epoch, self.progress = on_epoch, progress
         self.tracker = Tracker(settings.recent_window)
+        self.learner = make_learner(settings)
         self.stage_summaries: list[dict[str, Any]] = []
         self.global_step = 0
         self.reward_updates = 0

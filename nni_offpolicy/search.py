@@ -168,15 +168,22 @@ class ProgressiveSearch:
         self.valid_batches = [(self.accel.prepare_input(x), y) for x, y in valid_loader.epoch(0)]
         self.rewards = RewardModel(settings, self.family, self.num_classes, self.in_channels, self.input_size,
                                    probe_images=self.valid_batches[0][0])
+        self.init_run_state(on_epoch, progress)
+        self.eval_batches = (len(self.valid_batches) if settings.eval_images is None else
+                             min(len(self.valid_batches), -(-settings.eval_images // settings.reward_batch)))
+
+    def init_run_state(self, on_epoch: EpochCallback | None, progress: bool) -> None:
+        """What every reward source's search carries through its run and its checkpoint, however it scores
+        cells: the learner, the tracker, the counters, the clock (``TableSearch`` builds no supernet and calls
+        this alone, so the two cannot drift apart)."""
+        s = self.settings
         self.on_epoch, self.progress = on_epoch, progress
-        self.tracker = Tracker(settings.recent_window)
-        self.learner = make_learner(settings)  # how alpha learns: the one place settings.controller is read
+        self.tracker = Tracker(s.recent_window)
+        self.learner = make_learner(s)  # how alpha learns: the one place settings.controller is read
         self.stage_summaries: list[dict[str, Any]] = []
         self.global_step = 0
         self.reward_updates = 0
-        self.total_epochs = sum(settings.epochs)
-        self.eval_batches = (len(self.valid_batches) if settings.eval_images is None else
-                             min(len(self.valid_batches), -(-settings.eval_images // settings.reward_batch)))
+        self.total_epochs = sum(s.epochs)
         self.started = time.time()
         self.elapsed_before = 0.0
 
@@ -226,7 +233,7 @@ class ProgressiveSearch:
                 for e in range(epoch, s.epochs[stage]):
                     self.train_epoch(run, e, logger)
                     self.save(stage, e + 1, edge_ops, run, logger)
-                summary = self.finish_stage(run, logger)
+                summary = self.finish_stage(run)
                 self.stage_summaries.append(summary)
                 if stage + 1 < s.stages:
                     edge_ops = shrink(edge_ops, run.controller.probabilities(), s.ops_kept[stage],
@@ -455,7 +462,7 @@ class ProgressiveSearch:
         top = max(ops.count(o) for o in set(ops)) / len(ops)
         return {"argmax_frozen_share": frozen, "top_op_share": top}
 
-    def finish_stage(self, run: StageRun, logger: RunLogger) -> dict[str, Any]:
+    def finish_stage(self, run: StageRun) -> dict[str, Any]:
         """The stage's record; its evaluations' seconds too, so a benchmark can account for them. The supernet's
         own accuracy on the whole validation split (mixed: the weighted sum; path: the greedy path) shows whether
         a faster way of computing still trains as well."""

@@ -24,12 +24,11 @@ from typing import Any
 import torch
 
 from . import checkpoint as ckpt
-from .learners import make_learner
 from .monitor import RunLogger
 from .progressive import arch_key, sample_to_arch
 from .replicas import Replicas
 from .rewards import RewardModel
-from .search import EpochCallback, ProgressiveSearch, Tracker, stage_controller
+from .search import EpochCallback, ProgressiveSearch, stage_controller
 from .settings import SearchSettings
 from .tables import open_table, reward_scale
 
@@ -117,15 +116,7 @@ class TableSearch(ProgressiveSearch):
         self.accel = None  # no network runs forwards here (the learners take it for the supernet's)
         self.eval_batches = 0
         self.rewards = MemoRewards(settings, self.family, self.num_classes, self.in_channels, self.input_size)
-        self.on_epoch, self.progress = on_epoch, progress
-        self.tracker = Tracker(settings.recent_window)
-        self.learner = make_learner(settings)
-        self.stage_summaries: list[dict[str, Any]] = []
-        self.global_step = 0
-        self.reward_updates = 0
-        self.total_epochs = sum(settings.epochs)
-        self.started = time.time()
-        self.elapsed_before = 0.0
+        self.init_run_state(on_epoch, progress)
         self._values: dict[str, float] = {}
 
     def new_stage(self, stage: int, edge_ops: dict) -> TableStage:  # type: ignore[override]

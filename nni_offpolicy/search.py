@@ -21,7 +21,6 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from search_spaces.genotypes import architecture_to_json, sample_to_genotype, sample_to_nb201
 from search_spaces.presets import build_space, initial_edge_ops, space_preset
 
 from . import checkpoint as ckpt
@@ -36,6 +35,7 @@ from .locking import output_lock
 from .monitor import RunLogger
 from .progressive import arch_key, build_decisions, derive, sample_to_arch, shrink
 from .replicas import Replicas, check_devices, launch
+from .search_result import ResultBuilder
 from .rewards import RewardModel, probe_metric
 from .run_folder import check_resume_flags, clear_run, refuse_existing_run
 from .settings import SearchSettings
@@ -241,7 +241,7 @@ class ProgressiveSearch:
                 stage, epoch = stage + 1, 0
                 if stage < s.stages:
                     self.save(stage, 0, edge_ops, None, logger)
-            return self.finish(run, logger)
+            return self.finish(run)
         finally:
             logger.close()
 
@@ -476,38 +476,9 @@ class ProgressiveSearch:
                 "greedy_valid_acc": greedy_acc, "supernet_valid_acc": supernet_acc, **self.matthew(run),
                 "eval_seconds": time.time() - started}
 
-    def finish(self, run: StageRun, logger: RunLogger) -> dict[str, Any]:
-        s = self.settings
-        derived = self.greedy_sample(run)
-        acc = self.evaluate(run, derived)
-        arch = sample_to_arch(self.family, derived, s.nodes)
-        key = arch_key(self.family, derived, s.nodes)
-        metrics = self.rewards.metrics(arch, key)
-        params, flops = self.rewards.price(arch)
-        doc: dict[str, Any] = {
-            "family": self.family, "space": s.space,
-            "genotype": architecture_to_json(self.family, arch), "sample": derived,
-            "params": params, "params_m": params / 1e6, "flops": flops, "flops_m": flops / 1e6,
-            "eval_size": {"layers": s.eval_layers, "channels": s.eval_channels, "input_size": self.input_size,
-                          "in_channels": self.in_channels, "num_classes": self.num_classes},
-            "derived_valid_acc": acc, "valid_images": sum(int(y.shape[0]) for _, y in self.valid_batches[:self.eval_batches]),
-            "derived_reward": self.rewards.reward(acc / 100.0, metrics, s.stages - 1),
-        }
-        if self.family == "nb201":
-            doc["arch"] = sample_to_nb201(derived)
-        else:
-            doc["genotype_str"] = str(sample_to_genotype(derived, s.nodes))
-        best = self.tracker.best
-        if best is not None:
-            best_arch = sample_to_arch(self.family, best["sample"], s.nodes)
-            doc["best_sampled"] = {"genotype": architecture_to_json(self.family, best_arch),
-                                   "sample": best["sample"], "reward": best["reward"], "stage": best["stage"] + 1,
-                                   "params_m": best["params_m"], "flops_m": best["flops_m"],
-                                   "valid_acc": self.evaluate(run, best["sample"])}
-        doc["stages"] = self.stage_summaries
-        doc["settings"] = s.to_dict()
-        doc["wall_time_s"] = self.elapsed_before + time.time() - self.started
-        return doc
+    def finish(self, run: StageRun) -> dict[str, Any]:
+        """genotype.json's document (``search_result.ResultBuilder``); a reward source adjusts it here."""
+        return ResultBuilder(self).build(run)
 
 
 RUN_FILES = (CHECKPOINT, "metrics.jsonl", "genotype.json", "cell.png")  # what a search leaves, tensorboard/ aside

@@ -177,8 +177,8 @@ class TableSearch(ProgressiveSearch):
             print(f"stage {stage + 1} epoch {epoch + 1}/{s.epochs[stage]}: table value of the greedy cell "
                   f"{greedy_acc:.2f}% greedy reward {record['greedy_reward']:.4f}", file=sys.stderr)
 
-    def finish(self, run: Any, logger: RunLogger) -> dict[str, Any]:
-        doc = super().finish(run, logger)
+    def finish(self, run: Any) -> dict[str, Any]:
+        doc = super().finish(run)
         doc.pop("valid_images", None)  # no validation images were used
         doc.update(reward_source="table", reward_table=str(self.table.path), reward_column=self.column,
                    reward_scale=self.scale,

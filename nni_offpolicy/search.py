@@ -35,15 +35,17 @@ from .locking import output_lock
 from .monitor import RunLogger
 from .progressive import arch_key, build_decisions, derive, sample_to_arch, shrink
 from .replicas import Replicas, check_devices, launch
-from .search_result import ResultBuilder
 from .rewards import RewardModel, probe_metric
 from .run_folder import check_resume_flags, clear_run, refuse_existing_run
+from .search_checkpoint import CHECKPOINT, RESUME_KEYS, SearchCheckpoint, load_resume_state  # noqa: F401
+from .search_result import ResultBuilder
 from .settings import SearchSettings
 from .supernet import Supernet
 
-CHECKPOINT = "checkpoint.pt"
 MONITOR_BATCHES = 10  # validation batches behind each epoch record's valid_acc/greedy_acc
 EpochCallback = Callable[[dict], None]
+
+
 def stage_controller(s: SearchSettings, family: str, edge_ops: dict, stage: int) -> OffPolicyController:
     """A stage's fresh controller over its op lists (whatever scores the samples: supernet or table)."""
     return OffPolicyController(
@@ -186,53 +188,24 @@ class ProgressiveSearch:
         self.total_epochs = sum(s.epochs)
         self.started = time.time()
         self.elapsed_before = 0.0
-
-    # ------------------------------------------------------------------ persistence
-    def save(self, stage: int, next_epoch: int, edge_ops: dict, run: StageRun | None, logger: RunLogger) -> None:
-        if not self.replicas.is_main:
-            return
-        state = {
-            "version": 1, "settings": self.settings.to_dict(), "stage": stage, "next_epoch": next_epoch,
-            "edge_ops": edge_ops, "stage_state": run.state() if run is not None and next_epoch > 0 else None,
-            "rng": ckpt.rng_state(), "global_step": self.global_step, "reward_updates": self.reward_updates,
-            "tracker": self.tracker.state(), "stage_summaries": self.stage_summaries,
-            "jsonl_lines": logger.lines, "elapsed": self.elapsed_before + time.time() - self.started,
-        }
-        ckpt.atomic_save(state, self.dir / CHECKPOINT)
+        self.checkpoint = SearchCheckpoint(self, self.dir)
 
     # ------------------------------------------------------------------ the loop
     def run(self, resume_state: dict[str, Any] | None) -> dict[str, Any]:
         s = self.settings
-        stage, epoch, edge_ops = 0, 0, self.initial_ops or initial_edge_ops(s.space, s.nodes)
-        stage_state = None
-        if resume_state is not None:
-            stage, epoch, edge_ops = resume_state["stage"], resume_state["next_epoch"], resume_state["edge_ops"]
-            stage_state = resume_state["stage_state"]
-            self.global_step, self.reward_updates = resume_state["global_step"], resume_state["reward_updates"]
-            self.tracker.load_state(resume_state["tracker"])
-            self.stage_summaries = resume_state["stage_summaries"]
-            self.elapsed_before = resume_state["elapsed"]
-        pending_rng = resume_state["rng"] if resume_state is not None else None
-        logger = RunLogger(self.dir, purge_step=self.global_step if resume_state else None,
-                           jsonl_lines=resume_state["jsonl_lines"] if resume_state else None) \
-            if self.replicas.is_main else _SilentLogger()
+        resuming = resume_state is not None
+        stage, epoch, edge_ops = self.checkpoint.restore(resume_state,
+                                                         self.initial_ops or initial_edge_ops(s.space, s.nodes))
+        logger = RunLogger(self.dir, purge_step=self.global_step if resuming else None,
+                           jsonl_lines=self.checkpoint.jsonl_lines) if self.replicas.is_main else _SilentLogger()
         try:
             while stage < s.stages:
-                if pending_rng is not None and stage_state is None:
-                    ckpt.set_rng_state(pending_rng)  # the new stage's weights are drawn from the saved stream
-                    pending_rng = None
-                run = self.new_stage(stage, edge_ops)
-                if stage_state is not None:
-                    run.load_state(stage_state)
-                    stage_state = None
-                if pending_rng is not None:
-                    ckpt.set_rng_state(pending_rng)
-                    pending_rng = None
+                run = self.checkpoint.open_stage(lambda: self.new_stage(stage, edge_ops))
                 if epoch == 0:
                     self.tracker.reset_stage()
                 for e in range(epoch, s.epochs[stage]):
                     self.train_epoch(run, e, logger)
-                    self.save(stage, e + 1, edge_ops, run, logger)
+                    self.checkpoint.save(stage, e + 1, edge_ops, run, logger.lines)
                 summary = self.finish_stage(run)
                 self.stage_summaries.append(summary)
                 if stage + 1 < s.stages:
@@ -240,7 +213,7 @@ class ProgressiveSearch:
                                       generator=self.learner.choice_generator(stage, "shrink"))
                 stage, epoch = stage + 1, 0
                 if stage < s.stages:
-                    self.save(stage, 0, edge_ops, None, logger)
+                    self.checkpoint.save(stage, 0, edge_ops, None, logger.lines)
             return self.finish(run)
         finally:
             logger.close()
@@ -340,7 +313,7 @@ class ProgressiveSearch:
 
     def kept(self) -> str:
         """What a divergence leaves behind, for its message: a checkpoint only once an epoch has finished."""
-        if (self.dir / CHECKPOINT).exists():
+        if self.checkpoint.exists():
             return f"the checkpoint of the last finished epoch in {self.dir} is intact"
         return f"no epoch had finished, so {self.dir} holds no checkpoint to resume"
 
@@ -483,8 +456,6 @@ class ProgressiveSearch:
 
 RUN_FILES = (CHECKPOINT, "metrics.jsonl", "genotype.json", "cell.png")  # what a search leaves, tensorboard/ aside
 RUN_MARKERS = {CHECKPOINT: "resumable", "genotype.json": "finished"}
-RESUME_KEYS = {"settings", "stage", "next_epoch", "edge_ops", "stage_state", "rng", "global_step", "reward_updates",
-               "tracker", "stage_summaries", "jsonl_lines", "elapsed"}  # what ProgressiveSearch.run reads
 
 
 def run_search(settings: SearchSettings, output_dir: str | Path, resume: bool = False,
@@ -515,7 +486,7 @@ def _run_locked(settings: SearchSettings, out: Path, resume: bool, on_epoch: Epo
     if resume:
         if not (out / CHECKPOINT).exists():
             raise UserError(f"--resume: no checkpoint in {out}; start without --resume")
-        resume_state = _load_resume_state(out / CHECKPOINT, settings)
+        resume_state = load_resume_state(out / CHECKPOINT, settings)
     else:
         refuse_existing_run(out, RUN_MARKERS, overwrite, "search")
     table_source = settings.reward_source == "table"  # no network, no data: see table_reward.py
@@ -546,21 +517,6 @@ def _run_locked(settings: SearchSettings, out: Path, resume: bool, on_epoch: Epo
         doc = _search_replica(Replicas(device), on_epoch, settings, out, resume_state, show, initial_ops, data)
     ckpt.atomic_write_text(json.dumps(doc, indent=2) + "\n", out / "genotype.json")
     return doc
-
-
-def _load_resume_state(path: Path, settings: SearchSettings) -> dict[str, Any]:
-    """The checkpoint to resume from, refused in one line when it is unreadable, foreign or from other settings."""
-    state = ckpt.load(path)
-    if not isinstance(state, dict) or not RESUME_KEYS <= set(state) or not isinstance(state["settings"], dict):
-        raise UserError(f"checkpoint {path} is not a search checkpoint; start again with --overwrite "
-                        f"(or another --output)")
-    saved = {"controller": "reinforce", "devices": 1, **state["settings"]}  # checkpoints older than these settings
-    if saved != settings.to_dict():
-        changed = sorted(k for k, v in settings.to_dict().items() if saved.get(k) != v)
-        # where and how it runs may change, not what it computes
-        if set(changed) - {"progress", "device", "devices", "precision", "channels_last", "compile"}:
-            raise UserError(f"--resume: settings differ from the checkpoint's in {changed}")
-    return state
 
 
 def check_split_batches(settings: SearchSettings, data: ImageSet) -> None:

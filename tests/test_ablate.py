@@ -17,8 +17,8 @@ from nni_offpolicy import checkpoint as ckpt
 from nni_offpolicy.ablate import COLUMNS, VARIANTS
 from nni_offpolicy.cli import main
 from nni_offpolicy.controller import Decision, OffPolicyController
-from nni_offpolicy.progressive import build_decisions, derive, shrink
 from nni_offpolicy.learners import darts_alpha_step
+from nni_offpolicy.progressive import build_decisions, derive, shrink
 from nni_offpolicy.supernet import Supernet
 from search_spaces.genotypes import genotype_from_dict, sample_to_genotype, validate_genotype
 from search_spaces.presets import build_space, initial_edge_ops

@@ -92,7 +92,7 @@ def test_device_check_script_at_toy_size_on_cpu(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     doc = json.loads((out / "device_check.json").read_text())
     assert doc["device"] == "cpu" and doc["tiny"] is True
-    for part in ("bench", "against_nni", "nb201"):
+    for part in ("bench_mixed", "bench_path", "against_nni", "nb201"):
         assert doc["parts"][part]["rc"] == 0, (part, doc["parts"][part], proc.stdout, proc.stderr)
     assert doc["parts"]["install"]["status"] == "skipped"
     assert len(doc["parts"]["nb201"]["seeds"]) == 3

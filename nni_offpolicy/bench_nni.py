@@ -32,7 +32,9 @@ LayerChoice per edge (8 P-DARTS ops) and an InputChoice(2) per node. One-channel
 three channels for the hub space, whose stem is fixed to RGB.
 
 Peak memory: on CUDA ``torch.cuda.max_memory_allocated`` after a reset per side; on CPU the process's resident
-set sampled every 20 ms while the side runs (the process-lifetime ``ru_maxrss`` could not tell sides apart).
+set sampled every 20 ms while the side runs, after ``gc.collect()`` and glibc's ``malloc_trim(0)`` (the
+process-lifetime ``ru_maxrss`` could not tell sides apart, and without the trim freed heap stays resident and a
+side inherits the previous side's peak). The RSS at each side's start is kept too (``start_memory_gb``).
 """
 from __future__ import annotations
 
@@ -147,21 +149,25 @@ class PeakMemory:
 
     def __init__(self, device: str):
         self.cuda = device.startswith("cuda")
-        self.peak = 0
+        self.peak = self.start = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def __enter__(self) -> "PeakMemory":
+        import gc
+
         import torch
 
+        gc.collect()
         if self.cuda:
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
         else:
             import psutil
 
+            _release_freed_heap()
             proc = psutil.Process()
-            self.peak = proc.memory_info().rss
+            self.peak = self.start = proc.memory_info().rss
 
             def sample() -> None:
                 while not self._stop.wait(0.02):
@@ -184,6 +190,20 @@ class PeakMemory:
     @property
     def gb(self) -> float:
         return self.peak / 1e9
+
+    @property
+    def start_gb(self) -> float:
+        return self.start / 1e9
+
+
+def _release_freed_heap() -> None:
+    """glibc keeps freed heap pages resident: without a trim, a side would inherit the previous side's peak."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: the RSS figures then include what earlier sides left resident
+        pass
 
 
 # ---------------------------------------------------------------------------------------------------- NNI's side
@@ -249,6 +269,7 @@ def run_nni_side(plan: NniPlan, side: str, tensors: tuple) -> dict[str, Any]:
     if len(stamps) < plan.warm_skip + plan.steps or not warm:
         raise RuntimeError(f"{side}: NNI ran {len(stamps)} steps, expected {plan.warm_skip + plan.steps}")
     return {"steps_timed": len(warm), "s_per_step": statistics.fmean(warm), "peak_memory_gb": mem.gb,
+            "start_memory_gb": mem.start_gb,
             "wall_s": wall, "steps_run": len(stamps)}
 
 
@@ -281,6 +302,7 @@ def run_our_side(plan: NniPlan, side: str, folder: Path) -> dict[str, Any]:
     warm = epochs[-1]  # epoch 2: everything built, compiled and warmed up by epoch 1
     steps = int(warm["steps"])
     return {"steps_timed": steps, "s_per_step": float(warm["seconds"]) / max(steps, 1), "peak_memory_gb": mem.gb,
+            "start_memory_gb": mem.start_gb,
             "wall_s": wall, "steps_run": sum(int(e["steps"]) for e in epochs),
             "rl_interval_steps": settings.rl_interval_steps, "samples_per_update": settings.samples_per_update,
             "precision": settings.precision, "channels_last": settings.channels_last, "output_dir": str(folder)}
@@ -337,7 +359,8 @@ def run_nni_bench(plan: NniPlan, log: Log | None = None) -> dict[str, Any]:
            "timing": "ours: loop s/step of epoch 2 of 2 (epoch 1 warms up); NNI: mean of on_train_batch_end "
                      f"deltas after {plan.warm_skip} step(s); per side the median over rounds",
            "memory": "torch.cuda.max_memory_allocated" if plan.device.startswith("cuda")
-           else "process RSS sampled every 20 ms (includes the loaded dataset and the interpreter)",
+           else "process RSS sampled every 20 ms after gc + malloc_trim (includes the interpreter, the loaded "
+                "dataset and what earlier sides left resident: see start_memory_gb per round)",
            "sides": sides, "pairs": pairs}
     if plan.json_path is None:
         print(json.dumps(doc, indent=2))

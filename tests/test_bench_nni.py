@@ -88,7 +88,7 @@ def test_device_check_script_at_toy_size_on_cpu(tmp_path):
     out = tmp_path / "dc"
     proc = subprocess.run(["bash", str(REPO / "scripts" / "device_check.sh"), "--device", "cpu", "--tiny",
                            "--no-install", "--out", str(out)], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=240)
+                          timeout=900)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     doc = json.loads((out / "device_check.json").read_text())
     assert doc["device"] == "cpu" and doc["tiny"] is True

@@ -490,7 +490,7 @@ def summary_markdown(plan: Plan, rows: Sequence[Mapping[str, Any]], reference: S
 
 
 def write_csv(path: Path, cols: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> None:
-    from .checkpoint import atomic_write_text
+    from .atomic import atomic_write_text
 
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(cols), lineterminator="\n")
@@ -501,7 +501,7 @@ def write_csv(path: Path, cols: Sequence[str], rows: Sequence[Mapping[str, Any]]
 
 
 def write_outputs(plan: Plan, rows: Sequence[Mapping[str, Any]], reference: Sequence[Mapping[str, Any]]) -> list[Path]:
-    from .checkpoint import atomic_write_text
+    from .atomic import atomic_write_text
 
     out = plan.output
     files = [out / "runs.csv", out / "summary.md", out / "ablation.png"]

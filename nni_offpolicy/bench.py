@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from .atomic import atomic_write_text
 from .data import local_cifar10_archive
 from .errors import UserError
 from .parsing import parse_choices
@@ -192,7 +193,6 @@ EPOCH_KEYS = ("stage", "epoch", "steps", "seconds", "t", "valid_acc", "peak_memo
 def _measure(run: BenchRun, device_name: str) -> dict[str, Any]:
     """One short search: its epochs' end times (from the search's own per-epoch callback) and its stages' records.
     Kept in the run's folder, with what it was measured with, so a re-run can reuse it."""
-    from . import checkpoint as ckpt
     from .search import run_search
 
     (run.dir / RAW).unlink(missing_ok=True)
@@ -208,7 +208,7 @@ def _measure(run: BenchRun, device_name: str) -> dict[str, Any]:
     raw = {"settings": run.settings.to_dict(), "device": device_name, "started": started, "ended": ended,
            "epochs": epochs, "stage_eval_s": [st["eval_seconds"] for st in doc["stages"]],
            "supernet_valid_acc": [st["supernet_valid_acc"] for st in doc["stages"]]}
-    ckpt.atomic_write_text(json.dumps(raw) + "\n", run.dir / RAW)
+    atomic_write_text(json.dumps(raw) + "\n", run.dir / RAW)
     return raw
 
 
@@ -289,7 +289,6 @@ def run_bench(plan: BenchPlan, log: Log | None = None) -> dict[str, Any]:
 def _run_bench(plan: BenchPlan, log: Log | None = None) -> dict[str, Any]:
     import torch
 
-    from . import checkpoint as ckpt
     from .data import load_dataset, search_split
 
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
@@ -340,7 +339,7 @@ def _run_bench(plan: BenchPlan, log: Log | None = None) -> dict[str, Any]:
     if plan.json_path is None:
         print(text)
     else:
-        ckpt.atomic_write_text(text, plan.json_path)
+        atomic_write_text(text, plan.json_path)
     return doc
 
 

@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from .atomic import atomic_write_text
 from .errors import UserError
 
 SIDES = ("nni-darts", "ours-darts", "ours-mixed", "nni-random", "ours-path")  # the order of one round
@@ -312,7 +313,6 @@ def run_our_side(plan: NniPlan, side: str, folder: Path) -> dict[str, Any]:
 def run_nni_bench(plan: NniPlan, log: Log | None = None) -> dict[str, Any]:
     import torch
 
-    from . import checkpoint as ckpt
     from .atomic import check_writable_file, check_writable_folder
     from .bench import _device_name
     from .settings import load_settings
@@ -365,7 +365,7 @@ def run_nni_bench(plan: NniPlan, log: Log | None = None) -> dict[str, Any]:
     if plan.json_path is None:
         print(json.dumps(doc, indent=2))
     else:
-        ckpt.atomic_write_text(json.dumps(doc, indent=2) + "\n", plan.json_path)
+        atomic_write_text(json.dumps(doc, indent=2) + "\n", plan.json_path)
     return doc
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .atomic import atomic_write, atomic_write_text  # noqa: F401  (atomic_write_text: the callers' import)
+from .atomic import atomic_write
 from .errors import UserError
 
 SEED_LIMIT = 2**32 - 1  # derived seeds (seed * 1_000_003 + ...) must stay inside torch's 64-bit seeds
@@ -67,11 +67,8 @@ def set_rng_state(state: dict[str, Any]) -> None:
     version, internal, gauss = state["python"]
     random.setstate((int(version), tuple(int(v) for v in internal), gauss))
     numpy = state["numpy"]
-    if isinstance(numpy, dict):
-        np.random.set_state((numpy["name"], numpy["keys"].numpy().astype(np.uint32), numpy["pos"],
-                             numpy["has_gauss"], numpy["cached_gaussian"]))
-    else:  # a checkpoint written before the plain-value format (loadable only by trusting code; kept for tests)
-        np.random.set_state(numpy)
+    np.random.set_state((numpy["name"], numpy["keys"].numpy().astype(np.uint32), numpy["pos"],
+                         numpy["has_gauss"], numpy["cached_gaussian"]))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

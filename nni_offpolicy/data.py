@@ -130,9 +130,14 @@ def _mix_seed(seed: int, epoch: int) -> int:
     return int(h) & ((1 << 63) - 1)
 
 
+def train_half_size(n: int, portion: float) -> int:
+    """How many of ``n`` images the search split's weight-training half holds (the rest validate)."""
+    return int(math.floor(portion * n))
+
+
 def _split_indices(n: int, portion: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     perm = stable_permutation(n, seed)
-    cut = int(math.floor(portion * n))
+    cut = train_half_size(n, portion)
     first, second = np.sort(perm[:cut]), np.sort(perm[cut:])
     return torch.from_numpy(first.astype(np.int64)), torch.from_numpy(second.astype(np.int64))
 

@@ -29,9 +29,9 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
-from .checkpoint import atomic_save, atomic_write_text, check_seed, load, rng_state, seed_everything, set_rng_state
+from .atomic import atomic_append_line, atomic_write_text, check_writable_folder, remove_stale_temps
+from .checkpoint import atomic_save, check_seed, load, rng_state, seed_everything, set_rng_state
 from .devices import resolve_device
-from .atomic import atomic_append_line, check_writable_folder, remove_stale_temps
 from .errors import UserError
 from .locking import output_lock
 from .parsing import parse_bool

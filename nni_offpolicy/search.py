@@ -25,9 +25,9 @@ from search_spaces.presets import build_space, initial_edge_ops, space_preset
 
 from . import checkpoint as ckpt
 from .accel import Accel, NonFiniteWatch, peak_memory_gb, reset_peak_memory
-from .atomic import check_writable_folder, remove_stale_temps
+from .atomic import atomic_write_text, check_writable_folder, remove_stale_temps
 from .controller import OffPolicyController
-from .data import BatchLoader, ImageSet, load_dataset, search_split
+from .data import BatchLoader, ImageSet, load_dataset, search_split, train_half_size
 from .devices import resolve_device
 from .errors import SearchDiverged, UserError  # noqa: F401 (SearchDiverged: also importable from here)
 from .learners import make_learner
@@ -515,14 +515,14 @@ def _run_locked(settings: SearchSettings, out: Path, resume: bool, on_epoch: Epo
                      initial_ops, None)
     else:
         doc = _search_replica(Replicas(device), on_epoch, settings, out, resume_state, show, initial_ops, data)
-    ckpt.atomic_write_text(json.dumps(doc, indent=2) + "\n", out / "genotype.json")
+    atomic_write_text(json.dumps(doc, indent=2) + "\n", out / "genotype.json")
     return doc
 
 
 def check_split_batches(settings: SearchSettings, data: ImageSet) -> None:
     """The weight-training half of the search split must hold one whole batch (the loader drops the last partial
     one), checked before the folder is touched rather than when the first stage builds its loader."""
-    n_train = math.floor(settings.train_portion * len(data))
+    n_train = train_half_size(len(data), settings.train_portion)
     if settings.batch_size > n_train:
         raise UserError(f"batch_size {settings.batch_size} is larger than the {n_train} images of the search's "
                         f"training half ({len(data)} images of {settings.dataset}, train_portion "

@@ -394,9 +394,8 @@ def load_settings(preset: str = "demo", overrides: Mapping[str, Any] | None = No
         if "preset" in data:
             preset, source = data.pop("preset"), f"{config_file}: preset"
     if not isinstance(preset, str) or preset not in SEARCH_PRESETS:
-        raise UserError(f"{'unknown preset' if source == 'preset' else source} {preset!r}"
-                        f"{' is not one preset name' if source != 'preset' else ''}; allowed: "
-                        f"{', '.join(SEARCH_PRESETS)}")
+        what = f"unknown preset {preset!r}" if source == "preset" else f"{source} {preset!r} is not one preset name"
+        raise UserError(f"{what}; allowed: {', '.join(SEARCH_PRESETS)}")
     settings = apply_overrides(SearchSettings(), SEARCH_PRESETS[preset], f"preset {preset}")
     if data:
         apply_overrides(settings, data, str(config_file))

@@ -162,7 +162,7 @@ def load_genotype(spec: str, index: int | None = None) -> Genotype:
     if spec.lstrip().startswith("Genotype("):
         return parse_genotype(spec)
     path = Path(spec)
-    if not _is_file_name(path):
+    if not is_existing_file_name(path):
         if path.suffix or "/" in spec:
             raise GenotypeError(f"genotype file not found: {spec}")
         raise GenotypeError(f"unknown genotype name {spec!r}; built-in: {', '.join(sorted(PUBLISHED))} "
@@ -290,7 +290,7 @@ def load_architecture(spec: str, index: int | None = None) -> tuple[str, Archite
             raise GenotypeError(f"a Genotype(...) string holds one architecture, so --index {index} is past the end")
         return "darts", parse_genotype(spec)
     path = Path(spec)
-    if _is_file_name(path) and spec not in PUBLISHED:
+    if is_existing_file_name(path) and spec not in PUBLISHED:
         entry = _pick_entry(_read_json(path), index, spec)
         arch = entry.get("genotype") if isinstance(entry, dict) else entry
         if isinstance(arch, str) and arch.lstrip().startswith("|"):
@@ -299,7 +299,7 @@ def load_architecture(spec: str, index: int | None = None) -> tuple[str, Archite
     return "darts", load_genotype(spec, index)
 
 
-def _is_file_name(path: Path) -> bool:
+def is_existing_file_name(path: Path) -> bool:
     """``path.exists()``, False where the text cannot even be a file name (too long, a NUL byte)."""
     try:
         return path.exists()

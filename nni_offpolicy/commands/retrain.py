@@ -15,6 +15,8 @@ import typing
 from dataclasses import MISSING, fields
 from pathlib import Path
 
+from search_spaces.genotypes import is_existing_file_name
+
 from ..errors import UserError
 from ..retrain import RetrainSettings, checkpoint_settings, run_retrain
 
@@ -70,18 +72,11 @@ def default_output_dir(genotype: str, index: int | None) -> Path:
         name = genotype
     elif genotype.lstrip().startswith(("Genotype(", "|")):  # pasted text: never asked of the file system
         name = "arch-" + hashlib.sha1(genotype.strip().encode()).hexdigest()[:8]
-    elif path.suffix == ".json" or _exists(path):
+    elif path.suffix == ".json" or is_existing_file_name(path):
         name = path.stem
     else:
         name = "arch-" + hashlib.sha1(genotype.strip().encode()).hexdigest()[:8]
     return Path("runs") / (f"retrain-{name}" + (f"-{index}" if index is not None else ""))
-
-
-def _exists(path: Path) -> bool:
-    try:
-        return path.exists()
-    except (OSError, ValueError):  # not a possible file name (too long): pasted text
-        return False
 
 
 def main(args: argparse.Namespace) -> int:

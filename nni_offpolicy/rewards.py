@@ -1,7 +1,8 @@
 """Rewards: accuracy through the shared weights times non-differentiable metrics of the architecture.
 
 R = acc * prod_m (metric_m(a) / target_m) ^ w_m   (MnasNet form; w < 0 penalises a metric above its target;
-w > 0 rewards one, as for a zero-cost score).
+w > 0 rewards one, as for a zero-cost score), and R = 0 for a cell above the hard ``size_budget``: a soft term
+trades accuracy for size, so a user who must fit a device would still get a cell over the limit.
 Metrics are functions of the architecture priced as the network it would become at evaluation size; adding one
 is one entry in ``METRICS`` or a ``module:function`` named in the settings.
 """
@@ -108,6 +109,8 @@ class RewardModel:
 
     def reward(self, accuracy: float, metrics: dict[str, float], stage: int) -> float:
         s = self.settings
+        if s.size_budget is not None and metrics["params_m"] > s.size_budget:
+            return 0.0  # a hard budget: no accuracy buys a cell above it
         r = accuracy
         terms = [("params_m", s.size_target, s.size_exponent), ("flops_m", s.flops_target, s.flops_exponent),
                  ("metric", s.metric_target, s.metric_exponent),

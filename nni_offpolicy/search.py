@@ -96,6 +96,9 @@ class Tracker:
     def __init__(self, window: int):
         self.recent: deque = deque(maxlen=window)
         self.best: dict[str, Any] | None = None
+        # every distinct cell the stage's controller steps sampled: its reward sum and count (the final pick's
+        # candidates are the highest mean rewards of the last stage)
+        self.cells: dict[str, dict[str, Any]] = {}
         self.argmax: dict[str, int] = {}
         self.changed: set[str] = set()
         self.updates = 0
@@ -106,6 +109,14 @@ class Tracker:
             self.recent.append(r)
             if self.best is None or self.best["stage"] < stage or r > self.best["reward"]:
                 self.best = {"stage": stage, "reward": r, "sample": sample, "key": key, **m}
+            cell = self.cells.setdefault(key, {"sample": sample, "reward_sum": 0.0, "count": 0})
+            cell["reward_sum"] += r
+            cell["count"] += 1
+
+    def top_cells(self, k: int) -> list[dict[str, Any]]:
+        """The ``k`` sampled cells of the stage with the highest mean reward (ties: the first sampled)."""
+        ranked = sorted(self.cells.values(), key=lambda c: -c["reward_sum"] / c["count"])
+        return ranked[:k]
 
     def observe_argmax(self, labels: list[str], greedy: list[int]) -> None:
         for label, a in zip(labels, greedy):
@@ -115,6 +126,7 @@ class Tracker:
 
     def reset_stage(self) -> None:
         self.argmax, self.changed, self.recent = {}, set(), deque(maxlen=self.recent.maxlen)
+        self.cells = {}
 
     def recent_stats(self) -> dict[str, float]:
         if not self.recent:
@@ -127,13 +139,14 @@ class Tracker:
 
     def state(self) -> dict[str, Any]:
         return {"recent": list(self.recent), "best": self.best, "argmax": self.argmax,
-                "changed": sorted(self.changed), "updates": self.updates}
+                "changed": sorted(self.changed), "updates": self.updates, "cells": self.cells}
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.recent.clear()
         self.recent.extend(state["recent"])
         self.best, self.argmax, self.changed = state["best"], state["argmax"], set(state["changed"])
         self.updates = state["updates"]
+        self.cells = state.get("cells", {})  # a checkpoint from before the final pick kept none
 
 
 class _SilentLogger:
@@ -393,6 +406,31 @@ class ProgressiveSearch:
         """The stage's derivation as the learner derives it (by pi, or its own random draw; its input rule)."""
         return derive(self.family, run.edge_ops, run.controller.probabilities(), self.settings.max_skip_connect,
                       generator=self.learner.choice_generator(run.stage, "derive"), inputs=self.learner.inputs)
+
+    def final_sample(self, run: StageRun) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The search's answer and, with ``final_pick=best-sampled``, how each candidate scored.
+
+        With "policy" it is the last stage's derivation. With "best-sampled" the policy's cell and the
+        ``final_candidates`` highest-mean-reward cells the last stage sampled are each scored again, on the
+        ``eval_images`` rather than one reward batch, with the same reward (accuracy x metric terms, the hard
+        budget), and the best wins (the policy's cell on a tie): a noisy reward batch picked the candidates, a
+        larger one decides between them."""
+        s = self.settings
+        policy = self.greedy_sample(run)
+        if s.final_pick == "policy":
+            return policy, []
+        candidates = {arch_key(self.family, policy, s.nodes): policy}
+        for cell in self.tracker.top_cells(s.final_candidates):
+            candidates.setdefault(arch_key(self.family, cell["sample"], s.nodes), cell["sample"])
+        scored = []
+        for key, sample in candidates.items():
+            accuracy = self.evaluate(run, sample)
+            metrics = self.rewards.metrics(sample_to_arch(self.family, sample, s.nodes), key)
+            scored.append({"sample": sample, "valid_acc": accuracy, "params_m": metrics["params_m"],
+                           "reward": self.rewards.reward(accuracy / 100.0, metrics, s.stages - 1),
+                           "from": "policy" if not scored else "sampled"})
+        best = max(range(len(scored)), key=lambda i: (scored[i]["reward"], -i))
+        return scored[best]["sample"], scored
 
     def end_of_epoch(self, run: StageRun, epoch: int, global_epoch: int, train_loss: float, train_acc: float,
                      rewards: list[float], seconds: float) -> dict[str, Any]:

@@ -27,7 +27,7 @@ class ResultBuilder:
     def build(self, run: "StageRun") -> dict[str, Any]:
         """The document: derived cell, its accuracy/price/reward, the best sampled cell, stages, settings."""
         search, s, family = self.search, self.search.settings, self.search.family
-        derived = search.greedy_sample(run)
+        derived, candidates = search.final_sample(run)
         acc = search.evaluate(run, derived)
         arch = sample_to_arch(family, derived, s.nodes)
         key = arch_key(family, derived, s.nodes)
@@ -47,6 +47,8 @@ class ResultBuilder:
             doc["arch"] = sample_to_nb201(derived)
         else:
             doc["genotype_str"] = str(sample_to_genotype(derived, s.nodes))
+        if candidates:
+            doc["final_candidates"] = candidates
         best = self.best_sampled(run)
         if best is not None:
             doc["best_sampled"] = best

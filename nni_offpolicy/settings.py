@@ -24,10 +24,12 @@ WEIGHT_MODES = ("mixed", "path")
 IMPORTANCE = ("per-decision", "trajectory")
 PRECISIONS = ("auto", "fp32", "bf16")  # auto: bf16 autocast on CUDA, fp32 elsewhere
 CHANNELS_LAST = ("auto", "on", "off")  # auto: on for CUDA
+FINAL_PICKS = ("policy", "best-sampled")
 ZERO_COST_SCORES = ("naswot",)  # kept in step with zero_cost.ZERO_COST_SCORES (a test checks)
 COMPILE_MODES = ("off", "ops")  # ops: torch.compile each candidate op module once per stage
 OPTIONAL_INTS = ("max_steps_per_epoch", "reward_batch_size", "eval_images", "zero_cost_layers",
                  "zero_cost_images")  # None has a meaning of its own
+OPTIONAL_FLOATS = ("size_budget",)  # None: no budget
 REWARD_SOURCES = ("supernet", "table")  # accuracy through the shared weights | looked up in a benchmark table
 STAGE_LISTS = ("layers", "ops_kept", "epochs", "warmup_epochs", "skip_dropout", "size_target", "size_exponent",
                "flops_target", "flops_exponent", "metric_target", "metric_exponent", "zero_cost_target",
@@ -99,6 +101,14 @@ class SearchSettings:
     zero_cost_images: int | None = None  # images of the first reward batch scored; None: min(64, reward batch)
     reward_source: str = "supernet"  # table: the accuracy term is reward_table's value; no supernet is trained
     reward_table: str | None = None  # "TABLE.csv:COLUMN" (NB201 benchmark table; see tables.py)
+    # hard parameter budget (M params at eval size): a sampled cell above it gets reward 0 whatever its accuracy,
+    # and the final pick keeps to it (a constraint, not a trade-off like size_exponent). None: no budget.
+    size_budget: float | None = None
+    # how the final cell is chosen: "policy" = the last stage's derivation by pi (P-DARTS); "best-sampled" = the
+    # best of the last stage's final_candidates highest-reward sampled cells and the policy's cell, each scored
+    # again on the eval_images (RSPS' best-of-N pick, on the controller's samples instead of random ones)
+    final_pick: str = "policy"
+    final_candidates: int = 8
     eval_layers: int = 20
     eval_channels: int = 36
     recent_window: int = 200
@@ -171,6 +181,12 @@ class SearchSettings:
         if self.zero_cost is not None and self.zero_cost_images is not None and self.zero_cost_images > self.reward_batch:
             raise UserError(f"zero_cost_images ({self.zero_cost_images}) exceeds the reward batch "
                             f"({self.reward_batch}) it is taken from")
+        if self.final_pick not in FINAL_PICKS:
+            raise UserError(f"unknown final_pick {self.final_pick!r}; allowed: {', '.join(FINAL_PICKS)}")
+        if self.final_candidates < 1:
+            raise UserError(f"final_candidates must be >= 1, got {self.final_candidates}")
+        if self.size_budget is not None and not self.size_budget > 0:
+            raise UserError(f"size_budget must be > 0 M params (or none: no budget), got {self.size_budget}")
         for name in ("size_target", "flops_target", "metric_target", "zero_cost_target"):
             for s, value in enumerate(getattr(self, name), start=1):
                 if not value > 0:
@@ -339,7 +355,9 @@ def _coerce(name: str, value: Any, current: Any) -> Any:
         if not as_float.is_integer():
             raise UserError(f"{name}: expected an integer, got {value!r}")
         return int(as_float)
-    if isinstance(current, float):
+    if isinstance(current, float) or name in OPTIONAL_FLOATS:
+        if name in OPTIONAL_FLOATS and (value is None or (isinstance(value, str) and value.lower() in ("none", ""))):
+            return None
         try:
             return float(value)
         except (TypeError, ValueError):

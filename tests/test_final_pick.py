@@ -1,0 +1,71 @@
+"""The final pick (``final_pick=best-sampled``) and the hard parameter budget (``size_budget``)."""
+from __future__ import annotations
+
+import pytest
+
+from nni_offpolicy.errors import UserError
+from nni_offpolicy.rewards import RewardModel
+from nni_offpolicy.search import Tracker, run_search
+from nni_offpolicy.settings import load_settings
+
+NB201_TINY = {"dataset": "digits", "layers": "1,1,1", "ops_kept": "3,2,1", "epochs": "2,2,2",
+              "warmup_epochs": "1,1,1", "channels": 4, "batch_size": 128, "rl_interval_steps": 2,
+              "samples_per_update": 4, "eval_layers": 1, "eval_channels": 8, "progress": False, "threads": 1}
+
+
+def test_hard_budget_gives_zero_above_it_and_leaves_cells_within_it_alone():
+    settings = load_settings("nb201", {"size_budget": 0.1}).validate()
+    model = RewardModel(settings, "nb201", num_classes=10, in_channels=3, input_size=32)
+    assert model.reward(0.9, {"params_m": 0.1001, "flops_m": 1.0}, stage=0) == 0.0
+    assert model.reward(0.9, {"params_m": 0.1, "flops_m": 1.0}, stage=0) == pytest.approx(0.9)
+    unlimited = RewardModel(load_settings("nb201").validate(), "nb201", 10, 3, 32)
+    assert unlimited.reward(0.9, {"params_m": 50.0, "flops_m": 1.0}, stage=0) == pytest.approx(0.9)
+
+
+@pytest.mark.parametrize("overrides,expected", [
+    ({"size_budget": "-1"}, "size_budget must be > 0"),
+    ({"size_budget": "big"}, "size_budget: expected a number"),
+    ({"final_pick": "vote"}, "unknown final_pick 'vote'; allowed: policy, best-sampled"),
+    ({"final_candidates": "0"}, "final_candidates must be >= 1"),
+])
+def test_bad_final_pick_or_budget_is_one_clear_error(overrides, expected):
+    with pytest.raises(UserError, match=expected.replace("(", r"\(")):
+        load_settings("nb201", overrides).validate()
+
+
+def test_tracker_ranks_cells_by_mean_reward_and_keeps_them_through_a_checkpoint():
+    tracker = Tracker(window=10)
+    samples = [{"cell/op_1_0": op} for op in ("a", "b", "c")]
+    tracker.observe_samples(0, [0.9, 0.1, 0.5, 0.0], [samples[0], samples[1], samples[2], samples[0]],
+                            ["a", "b", "c", "a"], [{}] * 4)
+    assert [c["sample"]["cell/op_1_0"] for c in tracker.top_cells(2)] == ["c", "a"]  # a: mean 0.45 < c: 0.5
+    restored = Tracker(window=10)
+    restored.load_state(tracker.state())
+    assert restored.top_cells(3) == tracker.top_cells(3)
+    restored.reset_stage()
+    assert restored.top_cells(3) == []
+
+
+def test_best_sampled_pick_is_the_best_rescored_candidate(tmp_path):
+    policy = run_search(load_settings("nb201", NB201_TINY), tmp_path / "policy")
+    assert "final_candidates" not in policy  # the default pick is unchanged: the policy's derivation
+    doc = run_search(load_settings("nb201", {**NB201_TINY, "final_pick": "best-sampled",
+                                             "final_candidates": 5}), tmp_path / "picked")
+    candidates = doc["final_candidates"]
+    assert candidates[0]["from"] == "policy" and candidates[0]["sample"] == policy["sample"]
+    assert 2 <= len(candidates) <= 6
+    keys = [tuple(sorted(c["sample"].items())) for c in candidates]
+    assert len(set(keys)) == len(keys)  # each cell scored once
+    best = max(candidates, key=lambda c: c["reward"])
+    assert doc["sample"] == best["sample"] and doc["derived_reward"] == pytest.approx(best["reward"])
+
+
+def test_best_sampled_pick_keeps_to_a_hard_budget(tmp_path):
+    free = run_search(load_settings("nb201", {**NB201_TINY, "final_pick": "best-sampled"}), tmp_path / "free")
+    sizes = sorted({round(c["params_m"], 6) for c in free["final_candidates"]})
+    assert len(sizes) >= 2, "the candidates need two sizes for a budget to split them"
+    budget = sizes[0]
+    doc = run_search(load_settings("nb201", {**NB201_TINY, "final_pick": "best-sampled", "size_budget": budget}),
+                     tmp_path / "budget")
+    assert doc["params_m"] <= budget + 1e-9
+    assert all(c["reward"] == 0.0 for c in doc["final_candidates"] if c["params_m"] > budget + 1e-9)

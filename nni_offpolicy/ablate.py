@@ -52,6 +52,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # other zero_cost_* settings are defaults a user's --set may change
     "offpolicy-naswot": {"controller": "reinforce", "behaviour": "uniform", "zero_cost": "naswot",
                          "zero_cost_exponent": 4.0},
+    # offpolicy-naswot whose answer is the best of the policy's cell and the last stage's top sampled cells,
+    # scored again on eval_images (search.final_sample), and the same pick after random search (RSPS' recipe
+    # with the same reward: what the controller adds over sampling alone)
+    "offpolicy-naswot-pick": {"controller": "reinforce", "behaviour": "uniform", "zero_cost": "naswot",
+                              "zero_cost_exponent": 4.0, "final_pick": "best-sampled"},
+    "random-naswot-pick": {"controller": "random", "behaviour": "uniform", "zero_cost": "naswot",
+                           "zero_cost_exponent": 4.0, "final_pick": "best-sampled"},
 }
 RESERVED = {"controller": "--variants", "behaviour": "--variants", "epsilon": "--epsilon", "seed": "--seeds"}
 RETRAIN_RESERVED = {"genotype": "the harness", "index": "the harness", "seed": "--seeds",
@@ -63,12 +70,14 @@ SEARCH_MAY_DIFFER = {"progress", "device", "precision", "channels_last", "compil
 COLUMNS = ["variant", "seed", "genotype", "best_sampled", "params_m", "flops_m", "derived_valid_acc",
            "best_sampled_valid_acc", "argmax_frozen_share", "top_op_share", "param_free_share", "wall_time_s"]
 RETRAIN_COLUMNS = ["retrain_test_acc", "retrain_params_m"]
-TABLE_COLUMNS = ["derived_table", "derived_table_rank", "best_sampled_table"]
+TABLE_COLUMNS = ["derived_table", "derived_table_rank", "best_sampled_table", "policy_table"]
+BUDGET_COLUMNS = ["budget_optimum_table", "budget_gap"]  # with a size_budget: the table's best cell within it
 NUMERIC = {"params_m", "flops_m", "derived_valid_acc", "best_sampled_valid_acc", "argmax_frozen_share",
            "top_op_share", "param_free_share", "wall_time_s", "retrain_test_acc", "retrain_params_m", "derived_table",
-           "derived_table_rank", "best_sampled_table"}
+           "derived_table_rank", "best_sampled_table", "policy_table", "budget_optimum_table", "budget_gap"}
 # What the per-variant table averages, with its heading.
 SUMMARY_METRICS = [("derived_table", "derived cell in table"), ("best_sampled_table", "best-sampled cell in table"),
+                   ("policy_table", "policy's cell in table"), ("budget_gap", "gap to in-budget optimum"),
                    ("derived_valid_acc", "derived valid acc (%)"),
                    ("best_sampled_valid_acc", "best-sampled valid acc (%)"),
                    ("params_m", "params (M)"), ("flops_m", "FLOPs (M)"),
@@ -104,6 +113,8 @@ class Plan:
     retrain_overrides: dict[str, Any] = field(default_factory=dict)
     table: Any = None  # tables.Table the runs' cells are looked up in (None: no lookup)
     table_column: str | None = None
+    budget_optima: dict = field(default_factory=dict)  # (budget, eval size) -> budget_optimum's answer
+    budget_eval_size: dict = field(default_factory=dict)  # the runs' evaluation size, from their genotype.json
 
     @property
     def family(self) -> str:
@@ -223,7 +234,45 @@ def table_values(plan: Plan, doc: Mapping[str, Any], log: Log) -> dict[str, Any]
         out[f"{name}_table"] = found.value
         if name == "derived":
             out["derived_table_rank"] = found.rank
+    from search_spaces.genotypes import sample_to_nb201
+
+    candidates = doc.get("final_candidates")  # final_pick=best-sampled: candidate 0 is the policy's own cell
+    out["policy_table"] = (_table_value(plan, sample_to_nb201(candidates[0]["sample"]), log) if candidates
+                           else out["derived_table"])
+    budget = doc["settings"].get("size_budget")
+    if budget is not None:
+        plan.budget_eval_size = doc["eval_size"]
+        optimum = budget_optimum(plan, float(budget), doc["eval_size"])
+        out["budget_optimum_table"] = optimum[0]
+        out["budget_gap"] = optimum[0] - out["derived_table"]
     return out
+
+
+def _table_value(plan: Plan, arch: str, log: Log) -> float:
+    try:
+        return plan.table.value(arch, plan.table_column)
+    except UserError as exc:
+        log(f"  table: {exc}")
+        return math.nan
+
+
+def budget_optimum(plan: Plan, budget_m: float, eval_size: Mapping[str, int]) -> tuple[float, str, int]:
+    """The table's best cell among those whose parameters at the runs' evaluation size are within ``budget_m``
+    (M), the cell and how many cells qualify: what a hard-budget search is measured against. Every cell is
+    priced by the same cost model the search's reward used (summed per-edge costs, about a second in all)."""
+    import numpy as np
+
+    from .profiling import EvalCostModel
+
+    key = (budget_m, tuple(sorted(eval_size.items())))
+    if key not in plan.budget_optima:
+        model = EvalCostModel("nb201", layers=eval_size["layers"], channels=eval_size["channels"],
+                              num_classes=eval_size["num_classes"], in_channels=eval_size["in_channels"],
+                              input_size=eval_size["input_size"])
+        within = np.array([model.cost(arch)[0] / 1e6 <= budget_m + 1e-12 for arch in plan.table.archs])
+        value, arch = plan.table.optimum(plan.table_column, among=within)
+        plan.budget_optima[key] = (value, arch, int(within.sum()))
+    return plan.budget_optima[key]
 
 
 def _check_existing(run: Run) -> None:
@@ -392,7 +441,8 @@ def _run_ablation(plan: Plan, log: Log | None = None) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------------------------------- outputs
 def columns(plan: Plan) -> list[str]:
-    return (COLUMNS + (TABLE_COLUMNS if plan.table is not None else [])
+    budget = plan.table is not None and plan.runs[0].settings.size_budget is not None
+    return (COLUMNS + (TABLE_COLUMNS if plan.table is not None else []) + (BUDGET_COLUMNS if budget else [])
             + (RETRAIN_COLUMNS if plan.retrain_epochs is not None else []))
 
 
@@ -460,6 +510,11 @@ def summary_markdown(plan: Plan, rows: Sequence[Mapping[str, Any]], reference: S
         lines.append(f"Cells looked up in {plan.table.path}, column `{plan.table_column}` ({c['better']} is "
                      f"better, {c['cells']} cells): table median {c['median']:.2f}, optimum {c['optimum']:.2f} "
                      f"({_code(c['optimum_arch'])}).")
+        if s.size_budget is not None and rows:
+            value, arch, cells = budget_optimum(plan, s.size_budget, plan.budget_eval_size)
+            lines.append(f"Hard budget {s.size_budget} M params at evaluation size: {cells} cells of the table "
+                         f"are within it; the best of them {value:.2f} ({_code(arch)}); gap = that minus the "
+                         f"derived cell's value.")
     lines += ["", "## Per variant (mean ± sample std over seeds)", ""]
     summary = summarise(rows, plan.variants)
     keys = [(k, title) for k, title in SUMMARY_METRICS if summary and k in summary[0]]

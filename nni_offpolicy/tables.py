@@ -121,9 +121,14 @@ class Table:
         at_least_as_good_as = int(np.searchsorted(good, g, side="right"))
         return CellValue(column, v, better + 1, len(good), 100.0 * at_least_as_good_as / len(good))
 
-    def optimum(self, column: str) -> tuple[float, str]:
-        """The best value and (the first, in file order) cell that has it."""
+    def optimum(self, column: str, among: np.ndarray | None = None) -> tuple[float, str]:
+        """The best value and (the first, in file order) cell that has it; ``among``: a boolean mask over the
+        rows the optimum is taken in (e.g. the cells within a parameter budget)."""
         v = self.values[self.check_column(column)]
+        if among is not None:
+            if not among.any():
+                raise UserError(f"no cell of {self.path} meets the condition the optimum is taken under")
+            v = np.where(among, v, np.nan)
         finite = np.where(np.isfinite(v), v, -np.inf if better_direction(column) == "higher" else np.inf)
         row = int(np.argmax(finite) if better_direction(column) == "higher" else np.argmin(finite))
         return float(v[row]), self.archs[row]

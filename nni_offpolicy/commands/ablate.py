@@ -6,7 +6,7 @@ import argparse
 from . import parse_pairs
 
 VARIANT_NAMES = ("offpolicy-uniform", "offpolicy-egreedy", "on-policy", "random", "darts",
-                 "offpolicy-naswot")  # = ablate.VARIANTS
+                 "offpolicy-naswot", "offpolicy-naswot-pick", "random-naswot-pick")  # = ablate.VARIANTS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -322,7 +322,7 @@ def derived_ops(doc: Mapping[str, Any]) -> list[str]:
     from search_spaces.families import get_family
 
     spec = get_family(doc["family"])
-    return spec.ops_of(spec.from_json(doc["genotype"]))
+    return spec.ops_of(spec.normalise(doc["genotype"] if "genotype" in doc else doc["sample"]))
 
 
 def parameter_free_share(doc: Mapping[str, Any]) -> float:

@@ -20,8 +20,8 @@ from torch import nn
 
 from .darts_cell import DartsCellSpace, edge_keys, reduction_layers
 from .eval_networks import NB201EvalNetwork, NetworkCIFAR
-from .genotypes import (PUBLISHED, Architecture, Genotype, GenotypeError, genotype_from_dict, genotype_to_dict, nb201_to_sample,
-                        sample_to_genotype, sample_to_nb201, validate_genotype)
+from .genotypes import (PUBLISHED, Architecture, Genotype, GenotypeError, genotype_from_dict, genotype_to_dict,
+                        nb201_to_sample, sample_to_genotype, sample_to_nb201, validate_genotype)
 from .nb201 import NB201Space, nb201_edge_keys
 from .ops import DARTS_OPS, NB201_OPS, EdgeOps, expand_ops
 

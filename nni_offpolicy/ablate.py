@@ -206,7 +206,9 @@ def _open_table(plan: Plan, spec: str) -> tuple[Any, str]:
     """The benchmark table and its one column, checked before anything runs."""
     from .tables import open_table
 
-    if plan.family != "nb201":
+    from search_spaces.families import get_family
+
+    if not get_family(plan.family).tables:
         raise UserError(f"--table: benchmark tables are NAS-Bench-201, but this grid searches the "
                         f"{plan.runs[0].settings.space} space (DARTS family); use --space nb201 or a nb201 preset")
     table, column = open_table(spec)
@@ -343,11 +345,10 @@ def _retrain(out: Path, settings, log: Log, label: str) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------------- running
 def arch_text(family: str, genotype: Any) -> str:
     """One line for a table: the Genotype(...) string, or the NB201 arch string."""
-    if family == "nb201":
-        return str(genotype)
-    from search_spaces.genotypes import genotype_from_dict
+    from search_spaces.families import get_family
 
-    return str(genotype_from_dict(genotype))
+    spec = get_family(family)
+    return spec.to_text(spec.from_json(genotype))
 
 
 def run_row(variant: str, seed: int, doc: Mapping[str, Any]) -> dict[str, Any]:
@@ -367,10 +368,10 @@ def run_row(variant: str, seed: int, doc: Mapping[str, Any]) -> dict[str, Any]:
 def derived_ops(doc: Mapping[str, Any]) -> list[str]:
     """The ops of a search's derived cell: the NB201 sample's six, or a Genotype's chosen edges (normal and
     reduce), not the op decisions of edges the DARTS cell did not keep."""
-    if doc["family"] == "nb201":
-        return [op for op in doc["sample"].values() if isinstance(op, str)]
-    genotype = doc["genotype"]
-    return [op for op, _ in genotype["normal"]] + [op for op, _ in genotype["reduce"]]
+    from search_spaces.families import get_family
+
+    spec = get_family(doc["family"])
+    return spec.ops_of(spec.normalise(doc["genotype"] if "genotype" in doc else doc["sample"]))
 
 
 def parameter_free_share(doc: Mapping[str, Any]) -> float:
@@ -424,7 +425,9 @@ def _run_ablation(plan: Plan, log: Log | None = None) -> dict[str, Any]:
             rows[-1]["retrain_params_m"] = result["params_m"]
     reference: list[dict[str, Any]] = []
     if plan.retrain_epochs is not None:
-        if plan.family == "darts":
+        from search_spaces.families import get_family
+
+        if REFERENCE_GENOTYPE in get_family(plan.family).published:
             any_doc = json.loads((plan.runs[0].dir / "genotype.json").read_text())
             for seed in plan.seeds:
                 settings = retrain_settings(plan, plan.runs[0].settings, any_doc, seed, genotype=REFERENCE_GENOTYPE)

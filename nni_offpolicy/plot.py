@@ -25,6 +25,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Circle, FancyArrowPatch
 from matplotlib.path import Path as MplPath
 
+from search_spaces.families import get_family
 from search_spaces.genotypes import Genotype, sample_to_nb201
 from search_spaces.nb201 import nb201_edge_keys
 from search_spaces.ops import OPS
@@ -100,10 +101,11 @@ def plot_nb201(sample_or_arch: Mapping[str, str] | str, path: str | os.PathLike,
 
 
 def plot_architecture(family: str, arch: Any, path: str | os.PathLike, title: str | None = None) -> Path:
-    """``plot_genotype`` or ``plot_nb201`` by family ("darts" or "nb201")."""
-    if family == "nb201":
-        return plot_nb201(arch, path, title)
-    return plot_genotype(arch, path, title)
+    """``plot_genotype`` or ``plot_nb201`` by family: cells whose nodes pick input pairs are drawn as DARTS cells
+    (a panel per cell kind), cells that keep every edge as the NAS-Bench-201 cell. ``arch`` may be any form the
+    family accepts (architecture, its genotype.json form, an NNI sample, an arch string)."""
+    draw = plot_genotype if get_family(family).picks_inputs else plot_nb201
+    return draw(arch, path, title)
 
 
 # ---------------------------------------------------------------- graph description

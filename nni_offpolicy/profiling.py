@@ -16,27 +16,19 @@ from __future__ import annotations
 
 import logging
 import warnings
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
 
-from search_spaces.darts_cell import reduction_layers
-from search_spaces.eval_networks import NB201EvalNetwork, NetworkCIFAR
-from search_spaces.genotypes import (Genotype, GenotypeError, genotype_from_dict, nb201_to_sample,
-                                     sample_to_genotype, sample_to_nb201, validate_genotype)
-from search_spaces.nb201 import nb201_edge_keys
-from search_spaces.ops import DARTS_OPS, NB201_OPS, build_op, check_op_names
+from search_spaces.families import get_family
+from search_spaces.ops import build_op, check_op_names
 
 with warnings.catch_warnings():  # thop 0.1.1 imports distutils
     warnings.simplefilter("ignore")
     import thop
 
 logger = logging.getLogger(__name__)
-
-FAMILIES = ("darts", "nb201")
-DEFAULTS = {"darts": {"layers": 20, "channels": 36}, "nb201": {"layers": 5, "channels": 16}}
-"""Evaluation-network sizes: DARTS' 20 cells of 36 channels; NAS-Bench-201's 5 cells per stack of 16."""
 
 _THOP_BUFFERS = ("total_ops", "total_params")
 
@@ -85,53 +77,15 @@ def as_architecture(arch: Any, family: str) -> Any:
     Also accepted: a genotype dict (``genotype_to_dict``) or an NNI sample of the DARTS space
     (``normal/op_2_0``, ``normal/input_2``, ...); an NB201 arch string ``|op~0|+...``.
     """
-    if family == "darts":
-        if isinstance(arch, Genotype):
-            return validate_genotype(arch)
-        if isinstance(arch, Mapping) and "normal" in arch:
-            return genotype_from_dict(arch)
-        if isinstance(arch, Mapping) and "normal/input_2" in arch:
-            nodes = sum(1 for key in arch if key.startswith("normal/input_"))
-            return sample_to_genotype(arch, nodes)
-        raise GenotypeError(f"expected a Genotype for family 'darts', got {type(arch).__name__}")
-    if family == "nb201":
-        if isinstance(arch, str):
-            return nb201_to_sample(arch)
-        if isinstance(arch, Mapping):
-            keys = [f"cell/op_{key}" for key in nb201_edge_keys()]
-            missing = [k for k in keys if k not in arch]
-            if missing:
-                raise GenotypeError(f"NAS-Bench-201 sample is missing {missing}")
-            return nb201_to_sample(sample_to_nb201(arch))  # validates the op names
-        raise GenotypeError(f"expected a sample dict or arch string for family 'nb201', got {type(arch).__name__}")
-    raise ValueError(f"unknown family {family!r}; allowed: {', '.join(FAMILIES)}")
-
-
-def _arch_key(arch: Any, family: str) -> tuple:
-    if family == "darts":
-        return (tuple((op, int(i)) for op, i in arch.normal), tuple(int(c) for c in arch.normal_concat),
-                tuple((op, int(i)) for op, i in arch.reduce), tuple(int(c) for c in arch.reduce_concat))
-    return tuple(arch[f"cell/op_{key}"] for key in nb201_edge_keys())
-
-
-def _eval_settings(family: str, layers: int | None, channels: int | None) -> tuple[int, int]:
-    if family not in FAMILIES:
-        raise ValueError(f"unknown family {family!r}; allowed: {', '.join(FAMILIES)}")
-    return (DEFAULTS[family]["layers"] if layers is None else layers,
-            DEFAULTS[family]["channels"] if channels is None else channels)
+    return get_family(family).normalise(arch)
 
 
 def build_eval_network(arch: Any, family: str, layers: int | None = None, channels: int | None = None,
                        num_classes: int = 10, in_channels: int = 3, input_size: int = 32) -> nn.Module:
     """The evaluation network: ``NetworkCIFAR`` (``layers`` cells) or ``NB201EvalNetwork`` (``layers`` cells
-    per stack). ``None`` sizes take the family's standard ones (see ``DEFAULTS``)."""
-    layers, channels = _eval_settings(family, layers, channels)
-    arch = as_architecture(arch, family)
-    if family == "darts":
-        return NetworkCIFAR(arch, layers=layers, channels=channels, num_classes=num_classes, auxiliary=True,
-                            in_channels=in_channels, input_size=input_size)
-    return NB201EvalNetwork(arch, channels=channels, cells_per_stack=layers, num_classes=num_classes,
-                            in_channels=in_channels)
+    per stack), by the family's one builder (``Family.build_eval_network``, which retraining uses too).
+    ``None`` sizes take the family's standard ones (``Family.eval_shape``)."""
+    return get_family(family).build_eval_network(arch, layers, channels, num_classes, in_channels, input_size)
 
 
 def genotype_cost(arch: Any, family: str, layers: int | None = None, channels: int | None = None,
@@ -166,7 +120,8 @@ class EvalCostModel:
 
     def __init__(self, family: str, layers: int | None = None, channels: int | None = None,
                  num_classes: int = 10, in_channels: int = 3, input_size: int = 32):
-        self.layers, self.channels = _eval_settings(family, layers, channels)
+        self.spec = get_family(family)
+        self.layers, self.channels = self.spec.eval_shape(layers, channels)
         self.family = family
         self.num_classes = num_classes
         self.in_channels = in_channels
@@ -181,8 +136,8 @@ class EvalCostModel:
 
     def cost(self, arch: Any) -> tuple[int, int]:
         """``(params without the auxiliary head, MACs)``; cached per architecture."""
-        arch = as_architecture(arch, self.family)
-        key = _arch_key(arch, self.family)
+        arch = self.spec.normalise(arch)
+        key = self.spec.cost_key(arch)
         if key not in self._cache:
             self._cache[key] = self._price(arch)
         return self._cache[key]
@@ -210,9 +165,7 @@ class EvalCostModel:
         return fixed[0] + edges[0], fixed[1] + edges[1]
 
     def _fixed_key(self, arch: Any) -> tuple:
-        if self.family == "darts":
-            return len(arch.normal_concat), len(arch.reduce_concat)
-        return ()
+        return self.spec.cost_shape(arch)
 
     def _edge_sum(self, arch: Any) -> tuple[int, int]:
         params = flops = 0
@@ -223,58 +176,29 @@ class EvalCostModel:
         return params, flops
 
     def _cells(self):
-        """``(kind, C, H before, H after)`` of every cell, laid out as the evaluation network lays them out.
-
-        NetworkCIFAR: cells at the reduction positions double C and halve H. NAS-Bench-201: each stack after the
-        first starts with a residual block (stride-2 3x3 conv) that does the same; its cells keep C and H.
-        """
-        size, channels = self.input_size, self.channels
-        if self.family == "nb201":
-            for stack in range(3):
-                if stack > 0:
-                    size, channels = (size + 1) // 2, channels * 2
-                for _ in range(self.layers):
-                    yield "cell", channels, size, size
-            return
-        reductions = reduction_layers(self.layers)
-        for index in range(self.layers):
-            if index in reductions:
-                channels *= 2
-                before, size = size, (size + 1) // 2
-                yield "reduce", channels, before, size
-            else:
-                yield "normal", channels, size, size
+        """``(kind, C, H before, H after)`` of every cell, laid out as the evaluation network lays them out
+        (``Family.eval_cells``)."""
+        return self.spec.eval_cells(self.layers, self.channels, self.input_size)
 
     def _edges_of(self, arch: Any):
-        """``(op, C, stride, H)`` of every edge of every cell. A reduction cell's edges from its two inputs have
-        stride 2 and see the size before the cell, edges from its intermediate nodes the size after."""
+        """``(op, C, stride, H)`` of every edge of every cell. A stride-2 edge (a DARTS reduction cell's edges
+        from its two inputs) sees the size before the cell, the others the size after."""
         for kind, channels, before, after in self._cells():
-            if kind == "cell":
-                for key in nb201_edge_keys():
-                    yield arch[f"cell/op_{key}"], channels, 1, after
-                continue
-            for op, i in (arch.reduce if kind == "reduce" else arch.normal):
-                if kind == "reduce" and i < 2:
-                    yield op, channels, 2, before
-                else:
-                    yield op, channels, 1, after
+            for op, stride in self.spec.cell_edges(arch, kind):
+                yield op, channels, stride, before if stride == 2 else after
 
     def warm_up(self, ops: Sequence[str] | None = None) -> "EvalCostModel":
         """Price every op of ``ops`` (default: the family's standard list) at every edge position, and the fixed
         part of the network, so that later ``cost`` calls only add up table entries."""
-        ops = list(ops) if ops is not None else list(DARTS_OPS if self.family == "darts" else NB201_OPS)
+        ops = list(ops) if ops is not None else list(self.spec.default_ops)
         check_op_names(ops, "warm_up ops")
         slots = set()
         for kind, channels, before, after in self._cells():
             slots.add((channels, 1, after))
-            if kind == "reduce":
+            if kind in self.spec.strided_kinds:
                 slots.add((channels, 2, before))
         for op in ops:
             for channels, stride, size in sorted(slots):
                 self.edge_cost(op, channels, stride, size)
-        if self.family == "darts":
-            pairs = [(ops[0], i) for j in range(2, 6) for i in (0, 1)]
-            self.cost(Genotype(normal=pairs, normal_concat=[2, 3, 4, 5], reduce=pairs, reduce_concat=[2, 3, 4, 5]))
-        else:
-            self.cost({f"cell/op_{key}": ops[0] for key in nb201_edge_keys()})
+        self.cost(self.spec.uniform_arch(ops[0]))
         return self

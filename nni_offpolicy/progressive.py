@@ -10,8 +10,8 @@ from typing import Any, Mapping
 
 import torch
 
-from search_spaces.genotypes import Genotype, sample_to_genotype, sample_to_nb201
-from search_spaces.presets import EdgeOpLists
+from search_spaces.families import EdgeOpLists, get_family
+from search_spaces.genotypes import Architecture
 
 from .controller import Decision
 
@@ -20,12 +20,13 @@ INPUT_RULES = ("pair", "edge_strength")
 
 
 def build_decisions(family: str, edge_ops: EdgeOpLists) -> list[Decision]:
-    """One op decision per edge; for DARTS cells one input-pair decision per intermediate node."""
+    """One op decision per edge; where the family's nodes pick inputs, one input-pair decision per node."""
+    picks_inputs = get_family(family).picks_inputs
     decisions = []
     for kind, edges in edge_ops.items():
         for key, ops in edges.items():
             decisions.append(Decision(f"{kind}/op_{key}", tuple(ops), "op"))
-        if family != "nb201":
+        if picks_inputs:
             nodes = sorted({int(key.split("_")[0]) for key in edges})
             for j in nodes:
                 decisions.append(Decision(f"{kind}/input_{j}", tuple(combinations(range(j), 2)), "input"))
@@ -70,9 +71,10 @@ def derive(family: str, edge_ops: EdgeOpLists, probs: Probabilities, max_skip_co
            generator: torch.Generator | None = None, inputs: str = "pair") -> dict[str, Any]:
     """The final architecture as an NNI sample dict.
 
-    DARTS family (P-DARTS rules): per edge the best non-``none`` op; per node the most probable input pair whose
-    edges both have such an op; then while the normal cell has more than ``max_skip_connect`` skip-connects,
-    ban skip on the chosen skip edge where pi(skip) is lowest and derive again. NB201: per edge argmax op.
+    Where the family's nodes pick inputs (DARTS, P-DARTS rules): per edge the best non-``none`` op; per node the
+    most probable input pair whose edges both have such an op; then while the normal cell has more than
+    ``max_skip_connect`` skip-connects, ban skip on the chosen skip edge where pi(skip) is lowest and derive
+    again. Otherwise (NB201, every edge kept): per edge argmax op.
 
     ``inputs="edge_strength"`` (DARTS, whose input pairs have no learned probabilities): per node the 2 incoming
     edges with the highest best-non-``none`` op probability. ``generator``: the same rules over i.i.d. uniform
@@ -82,9 +84,9 @@ def derive(family: str, edge_ops: EdgeOpLists, probs: Probabilities, max_skip_co
         raise ValueError(f"unknown input rule {inputs!r}; allowed: {', '.join(INPUT_RULES)}")
     if generator is not None:
         probs = random_scores(probs, generator)
-    if family == "nb201":
-        return {f"cell/op_{key}": max(ops, key=lambda o: (probs[f"cell/op_{key}"][o], -ops.index(o)))
-                for key, ops in edge_ops["cell"].items()}
+    if not get_family(family).picks_inputs:
+        return {f"{kind}/op_{key}": max(ops, key=lambda o: (probs[f"{kind}/op_{key}"][o], -ops.index(o)))
+                for kind, edges in edge_ops.items() for key, ops in edges.items()}
     banned: dict[str, set[str]] = {}
     while True:
         sample: dict[str, Any] = {}
@@ -113,14 +115,11 @@ def derive(family: str, edge_ops: EdgeOpLists, probs: Probabilities, max_skip_co
         banned.setdefault(weakest, set()).add("skip_connect")
 
 
-def sample_to_arch(family: str, sample: Mapping[str, Any], nodes: int = 4) -> Genotype | dict:
+def sample_to_arch(family: str, sample: Mapping[str, Any], nodes: int = 4) -> Architecture:
     """What the reward's metrics and the eval network take: a Genotype, or the NB201 sample itself."""
-    if family == "nb201":
-        return dict(sample)
-    return sample_to_genotype(sample, nodes)
+    return get_family(family).from_sample(sample, nodes)
 
 
 def arch_key(family: str, sample: Mapping[str, Any], nodes: int = 4) -> str:
-    if family == "nb201":
-        return sample_to_nb201(sample)
-    return str(sample_to_genotype(sample, nodes))
+    """The one-line text of the sample's architecture (equal for equal cells)."""
+    return get_family(family).arch_key(sample, nodes)

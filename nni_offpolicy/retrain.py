@@ -45,10 +45,6 @@ RESULT = "result.json"
 TENSORBOARD = "tensorboard"
 CHECKPOINT_FORMAT = "nni-offpolicy/retrain/1"
 
-# Network shape when ``layers``/``channels`` are left unset: DARTS-family genotypes get the DARTS CIFAR-10
-# network (20 cells, C=36); NAS-Bench-201 cells get NAS-Bench-201's network (C=16, N=5 cells per stack).
-FAMILY_SHAPE = {"darts": (20, 36), "nb201": (5, 16)}
-
 # Settings that may differ between a run and its resumption: where the data lives, which device trains, and
 # how the architecture was named (the architecture itself is compared after loading).
 RESUME_MAY_DIFFER = {"genotype", "index", "data_dir", "download", "device"}
@@ -62,9 +58,10 @@ def _opt(default: Any, help: str, **extra: Any) -> Any:
 class RetrainSettings:
     """Everything that defines a retrain; defaults are the DARTS/P-DARTS CIFAR-10 evaluation protocol.
 
-    ``layers``/``channels`` left at ``None`` mean the family's standard network (``FAMILY_SHAPE``): 20 cells of
-    C=36 for DARTS genotypes, 5 cells per stack of C=16 for NAS-Bench-201. For NAS-Bench-201, ``layers`` counts
-    cells *per stack* (3 stacks), and ``auxiliary``/``drop_path`` do not apply (its protocol has neither).
+    ``layers``/``channels`` left at ``None`` mean the family's standard network (``Family.eval_shape``): 20
+    cells of C=36 for DARTS genotypes, 5 cells per stack of C=16 for NAS-Bench-201. For NAS-Bench-201,
+    ``layers`` counts cells *per stack* (3 stacks), and ``auxiliary``/``drop_path`` do not apply (its protocol
+    has neither).
     """
 
     genotype: str = field(metadata={"help": "built-in genotype name, Genotype(...) string, NAS-Bench-201 arch "
@@ -123,21 +120,20 @@ class RetrainSettings:
 
     def shape(self, family: str) -> tuple[int, int]:
         """``(layers, channels)`` of the network for this family; for NB201 ``layers`` is cells per stack."""
-        layers, channels = FAMILY_SHAPE[family]
-        return (self.layers or layers, self.channels or channels)
+        from search_spaces.families import get_family
+
+        return get_family(family).eval_shape(self.layers, self.channels)
 
 
 def build_network(family: str, arch: Any, settings: RetrainSettings, in_channels: int, input_size: int,
                   num_classes: int) -> nn.Module:
-    """The evaluation network; ``forward`` returns ``(logits, aux_logits or None)``."""
-    from search_spaces.eval_networks import NB201EvalNetwork, NetworkCIFAR
+    """The evaluation network (the family's one builder, which profiling uses too); ``forward`` returns
+    ``(logits, aux_logits or None)``."""
+    from search_spaces.families import get_family
 
     layers, channels = settings.shape(family)
-    if family == "nb201":
-        return NB201EvalNetwork(arch, channels=channels, cells_per_stack=layers, num_classes=num_classes,
-                                in_channels=in_channels)
-    return NetworkCIFAR(arch, layers=layers, channels=channels, num_classes=num_classes,
-                        auxiliary=settings.auxiliary, in_channels=in_channels, input_size=input_size)
+    return get_family(family).build_eval_network(arch, layers, channels, num_classes, in_channels, input_size,
+                                                 auxiliary=settings.auxiliary)
 
 
 def count_params(model: nn.Module) -> int:
@@ -170,7 +166,8 @@ class _Run:
 
     def __init__(self, settings: RetrainSettings, progress: bool):
         # search_spaces pulls in NNI (seconds): imported when a run starts, so the CLI parser stays light.
-        from search_spaces.genotypes import architecture_to_json, load_architecture
+        from search_spaces.families import architecture_to_json, get_family
+        from search_spaces.genotypes import load_architecture
 
         from .data import BatchLoader, load_dataset, search_split
 
@@ -198,8 +195,9 @@ class _Run:
         seed_everything(s.seed)
         self.model = build_network(self.family, self.arch, s, train.in_channels, train.input_size,
                                    train.num_classes).to(self.device)
-        self.uses_drop_path = self.family == "darts" and s.drop_path > 0
-        self.aux_weight = s.auxiliary_weight if self.family == "darts" and s.auxiliary else 0.0
+        spec = get_family(self.family)
+        self.uses_drop_path = spec.drop_path and s.drop_path > 0
+        self.aux_weight = s.auxiliary_weight if spec.auxiliary and s.auxiliary else 0.0
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=s.lr, momentum=s.momentum,
                                          weight_decay=s.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=s.epochs, eta_min=0.0)

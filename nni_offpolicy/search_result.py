@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from search_spaces.genotypes import architecture_to_json, sample_to_genotype, sample_to_nb201
+from search_spaces.families import architecture_to_json, get_family
 
 from .progressive import arch_key, sample_to_arch
 
@@ -43,10 +43,8 @@ class ResultBuilder:
             "valid_images": sum(int(y.shape[0]) for _, y in search.valid_batches[:search.eval_batches]),
             "derived_reward": search.rewards.reward(acc / 100.0, metrics, s.stages - 1),
         }
-        if family == "nb201":
-            doc["arch"] = sample_to_nb201(derived)
-        else:
-            doc["genotype_str"] = str(sample_to_genotype(derived, s.nodes))
+        spec = get_family(family)
+        doc[spec.text_field] = spec.to_text(arch)  # "arch" (NB201 string) or "genotype_str" (Genotype(...))
         if candidates:
             doc["final_candidates"] = candidates
         best = self.best_sampled(run)

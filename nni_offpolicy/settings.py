@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 import yaml
 
+from search_spaces.families import Family, get_family
 from search_spaces.presets import SPACE_PRESETS, initial_edge_ops, space_preset
 
 from .errors import UserError
@@ -205,8 +206,8 @@ class SearchSettings:
                                 f"of {self.epochs[s]})")
             if not 0.0 <= self.skip_dropout[s] < 1.0:
                 raise UserError(f"skip_dropout must be in [0, 1) (stage {s + 1} has {self.skip_dropout[s]})")
-        family = space_preset(self.space).family
-        min_layers = 1 if family == "nb201" else 3
+        family = get_family(space_preset(self.space).family)
+        min_layers = family.min_layers
         if any(layer < min_layers for layer in self.layers):
             raise UserError(f"layers must be >= {min_layers} for the {self.space} space, got {self.layers}")
         edge_ops = initial_edge_ops(self.space, self.nodes)
@@ -262,7 +263,7 @@ class SearchSettings:
             if getattr(self, name) < 0:
                 raise UserError(f"{name} must be >= 0, got {getattr(self, name)}")
 
-    def _validate_reward_source(self, family: str) -> None:
+    def _validate_reward_source(self, family: Family) -> None:
         """The table reward source is read here, so a missing file or column stops before anything is written."""
         if self.reward_source not in REWARD_SOURCES:
             raise UserError(f"unknown reward_source {self.reward_source!r}; allowed: {', '.join(REWARD_SOURCES)}")
@@ -270,7 +271,7 @@ class SearchSettings:
             if self.reward_table is not None:
                 raise UserError("reward_table is only read with reward_source=table; set both, or neither")
             return
-        if family != "nb201":
+        if not family.tables:
             raise UserError(f"reward_source=table needs the nb201 space (benchmark tables are NAS-Bench-201), "
                             f"got space {self.space}")
         if not LEARNERS[self.controller].learns_from_rewards:

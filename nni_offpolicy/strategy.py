@@ -24,8 +24,7 @@ from nni.nas.evaluator import Evaluator
 from nni.nas.oneshot.pytorch.strategy import OneShotStrategy
 from nni.nas.space import ExecutableModelSpace
 
-from search_spaces.darts_cell import DartsCellSpace, expand_edge_ops
-from search_spaces.nb201 import NB201Space, expand_nb201_ops
+from search_spaces.families import FAMILIES, family_of_space
 
 from .errors import UserError
 from .settings import SearchSettings, load_settings
@@ -79,15 +78,12 @@ class SearchData(Evaluator):
 
 def space_settings(space: Any) -> tuple[str, dict, dict[str, Any]]:
     """(family, initial per-edge op lists, settings implied by the space's constructor arguments)."""
-    args = dict(getattr(space, "args", {}) or {})
-    if isinstance(space, DartsCellSpace):
-        nodes = args.get("nodes", 4)
-        edge_ops = {"normal": expand_edge_ops(args["normal_ops"], nodes, "normal_ops"),
-                    "reduce": expand_edge_ops(args["reduce_ops"], nodes, "reduce_ops")}
-        return "darts", edge_ops, {"channels": args.get("channels", 16), "nodes": nodes}
-    if isinstance(space, NB201Space):
-        return "nb201", {"cell": expand_nb201_ops(args["ops"])}, {"channels": args.get("channels", 16)}
-    raise UserError(f"ProgressiveOffPolicy searches DartsCellSpace or NB201Space, got {type(space).__name__}")
+    family = family_of_space(space)
+    if family is None:
+        searched = " or ".join(f.space_class.__name__ for f in FAMILIES.values())
+        raise UserError(f"ProgressiveOffPolicy searches {searched}, got {type(space).__name__}")
+    edge_ops, implied = family.space_settings(space)
+    return family.name, edge_ops, implied
 
 
 class ProgressiveOffPolicy(OneShotStrategy):
@@ -113,7 +109,7 @@ class ProgressiveOffPolicy(OneShotStrategy):
         evaluator = getattr(model_space, "evaluator", None)
         family, self._initial_ops, implied = space_settings(space)
         self._family = family
-        overrides = dict(implied, space="nb201" if family == "nb201" else "darts")
+        overrides = dict(implied, space=FAMILIES[family].default_space)
         if isinstance(evaluator, SearchData):
             overrides.update(dataset=evaluator.dataset, data_dir=evaluator.data_dir, download=evaluator.download,
                              train_portion=evaluator.train_portion, split_seed=evaluator.split_seed)

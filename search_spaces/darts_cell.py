@@ -11,17 +11,12 @@ exposes the same attribute, runs only the edges it needs.
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence, Union
-
 import torch
 from nni.mutable import label_scope
 from nni.nas.nn.pytorch import InputChoice, LayerChoice, ModelSpace
 from torch import nn
 
-from .ops import FactorizedReduce, ReLUConvBN, build_op, check_op_names, is_pool
-
-EdgeOps = Union[Sequence[str], Mapping[str, Sequence[str]]]
-"""One op list for every edge, or ``{"j_i": [ops]}`` with a list per edge."""
+from .ops import EdgeOps, FactorizedReduce, ReLUConvBN, build_op, expand_ops, is_pool
 
 
 def edge_keys(nodes: int) -> list[str]:
@@ -30,24 +25,8 @@ def edge_keys(nodes: int) -> list[str]:
 
 
 def expand_edge_ops(ops: EdgeOps, nodes: int, where: str) -> dict[str, list[str]]:
-    """Normalise ``ops`` to one list per edge and validate names and keys."""
-    keys = edge_keys(nodes)
-    if isinstance(ops, Mapping):
-        missing = [k for k in keys if k not in ops]
-        extra = [k for k in ops if k not in keys]
-        if missing or extra:
-            raise ValueError(f"{where}: per-edge op lists must have exactly the keys {keys}; "
-                             f"missing {missing}, unexpected {extra}")
-        result = {k: list(ops[k]) for k in keys}
-    else:
-        result = {k: list(ops) for k in keys}
-    for key, names in result.items():
-        if not names:
-            raise ValueError(f"{where}: edge {key} has an empty op list")
-        if len(set(names)) != len(names):
-            raise ValueError(f"{where}: edge {key} lists an op twice: {names}")
-        check_op_names(names, f"{where} edge {key}")
-    return result
+    """Normalise ``ops`` to one list per edge and validate names and keys (``ops.expand_ops``)."""
+    return expand_ops(ops, edge_keys(nodes), where)
 
 
 def active_inputs(selector: nn.Module, n_inputs: int) -> list[int] | None:

@@ -305,8 +305,3 @@ def is_existing_file_name(path: Path) -> bool:
         return path.exists()
     except (OSError, ValueError):
         return False
-
-
-def architecture_to_json(family: str, arch: Architecture) -> Any:
-    """What goes under ``genotype`` in our JSON files: a DARTS dict, or the NB201 arch string."""
-    return sample_to_nb201(arch) if family == "nb201" else genotype_to_dict(arch)

@@ -5,16 +5,13 @@ with a candidate list per edge so the space can be shrunk progressively.
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence, Union
-
 import torch
 from nni.mutable import label_scope
 from nni.nas.nn.pytorch import LayerChoice, ModelSpace
 from torch import nn
 
-from .ops import ReLUConvBN, build_op, check_op_names
+from .ops import EdgeOps, ReLUConvBN, build_op, expand_ops
 
-EdgeOps = Union[Sequence[str], Mapping[str, Sequence[str]]]
 NB201_NODES = 4
 
 
@@ -23,19 +20,9 @@ def nb201_edge_keys() -> list[str]:
     return [f"{j}_{i}" for j in range(1, NB201_NODES) for i in range(j)]
 
 
-def expand_nb201_ops(ops: EdgeOps) -> dict[str, list[str]]:
-    keys = nb201_edge_keys()
-    if isinstance(ops, Mapping):
-        if sorted(ops) != sorted(keys):
-            raise ValueError(f"ops: per-edge op lists must have exactly the keys {keys}, got {sorted(ops)}")
-        result = {k: list(ops[k]) for k in keys}
-    else:
-        result = {k: list(ops) for k in keys}
-    for key, names in result.items():
-        if not names:
-            raise ValueError(f"ops: edge {key} has an empty op list")
-        check_op_names(names, f"ops edge {key}")
-    return result
+def expand_nb201_ops(ops: EdgeOps, where: str = "ops") -> dict[str, list[str]]:
+    """One op list per edge in arch-string order, validated as every family's are (``ops.expand_ops``)."""
+    return expand_ops(ops, nb201_edge_keys(), where)
 
 
 class NB201Cell(nn.Module):

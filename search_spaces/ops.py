@@ -7,7 +7,7 @@ Plain ``torch.nn`` only: thop prices them, TorchScript/compile can trace them, a
 from __future__ import annotations
 
 import functools
-from typing import Callable
+from typing import Callable, Mapping, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -38,6 +38,35 @@ def check_op_names(names: list[str], where: str = "op list") -> None:
     for name in names:
         if name not in OPS:
             raise UnknownOpError(f"unknown op {name!r} in {where}; allowed: {', '.join(sorted(OPS))}")
+
+
+EdgeOps = Union[Sequence[str], Mapping[str, Sequence[str]]]
+"""One op list for every edge, or ``{"j_i": [ops]}`` with a list per edge."""
+
+
+def expand_ops(ops: EdgeOps, keys: Sequence[str], where: str) -> dict[str, list[str]]:
+    """Normalise ``ops`` to one list per edge of ``keys`` (in that order) and validate keys and names.
+
+    Every family's spaces and searches expand their op lists here, so a rule (no empty list, no op listed
+    twice: a duplicate would be two ``LayerChoice`` candidates of one name) holds for all of them.
+    """
+    keys = list(keys)
+    if isinstance(ops, Mapping):
+        missing = [k for k in keys if k not in ops]
+        extra = [k for k in ops if k not in keys]
+        if missing or extra:
+            raise ValueError(f"{where}: per-edge op lists must have exactly the keys {keys}; "
+                             f"missing {missing}, unexpected {extra}")
+        result = {k: list(ops[k]) for k in keys}
+    else:
+        result = {k: list(ops) for k in keys}
+    for key, names in result.items():
+        if not names:
+            raise ValueError(f"{where}: edge {key} has an empty op list")
+        if len(set(names)) != len(names):
+            raise ValueError(f"{where}: edge {key} lists an op twice: {names}")
+        check_op_names(names, f"{where} edge {key}")
+    return result
 
 
 def build_op(name: str, channels: int, stride: int, affine: bool = True) -> nn.Module:

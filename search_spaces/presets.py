@@ -6,12 +6,8 @@ from typing import Mapping, Sequence
 
 from nni.nas.nn.pytorch import ModelSpace
 
-from .darts_cell import DartsCellSpace, edge_keys, expand_edge_ops
-from .nb201 import NB201Space, expand_nb201_ops, nb201_edge_keys
+from .families import EdgeOpLists, get_family
 from .ops import DARTS_OPS, NB201_OPS
-
-EdgeOpLists = dict[str, dict[str, list[str]]]
-"""``{cell kind: {edge key: [op, ...]}}``; kinds are ``normal``/``reduce`` (DARTS family) or ``cell`` (NB201)."""
 
 
 class UnknownSpaceError(ValueError):
@@ -21,7 +17,7 @@ class UnknownSpaceError(ValueError):
 @dataclass(frozen=True)
 class SpacePreset:
     name: str
-    family: str  # "darts" or "nb201"
+    family: str  # a name in families.FAMILIES
     ops: Mapping[str, Sequence[str]] = field(default_factory=dict)  # kind -> ops on every edge
     description: str = ""
 
@@ -49,17 +45,7 @@ def space_preset(name: str) -> SpacePreset:
 def initial_edge_ops(name: str, nodes: int = 4) -> EdgeOpLists:
     """Every edge of every cell kind with the preset's full op list."""
     preset = space_preset(name)
-    if preset.family == "nb201":
-        return {"cell": expand_nb201_ops(preset.ops["cell"])}
-    return {kind: expand_edge_ops(preset.ops[kind], nodes, f"{kind}_ops") for kind in ("normal", "reduce")}
-
-
-def cell_kinds(family: str) -> list[str]:
-    return ["cell"] if family == "nb201" else ["normal", "reduce"]
-
-
-def family_edge_keys(family: str, nodes: int = 4) -> list[str]:
-    return nb201_edge_keys() if family == "nb201" else edge_keys(nodes)
+    return get_family(preset.family).expand_kinds(preset.ops, nodes)
 
 
 def build_space(name: str, edge_ops: EdgeOpLists | None = None, layers: int | None = None, channels: int = 16,
@@ -70,8 +56,4 @@ def build_space(name: str, edge_ops: EdgeOpLists | None = None, layers: int | No
     """
     preset = space_preset(name)
     edge_ops = edge_ops or initial_edge_ops(name, nodes)
-    if preset.family == "nb201":
-        return NB201Space(ops=edge_ops["cell"], layers=layers or 5, channels=channels, num_classes=num_classes,
-                          in_channels=in_channels)
-    return DartsCellSpace(normal_ops=edge_ops["normal"], reduce_ops=edge_ops["reduce"], layers=layers or 8,
-                          channels=channels, nodes=nodes, num_classes=num_classes, in_channels=in_channels)
+    return get_family(preset.family).build_space(edge_ops, layers, channels, num_classes, in_channels, nodes)

@@ -54,7 +54,7 @@ def cells_of(spec: str) -> list[tuple[str, str, str]]:
                  _nb201(entry.get("genotype") if isinstance(entry, dict) else entry, f"{path} entry {k + 1}"))
                 for k, entry in enumerate(doc["architectures"])]
     if isinstance(doc, dict) and "genotype" in doc:
-        if doc.get("family") == "darts":
+        if not _has_tables(doc.get("family")):
             raise UserError(f"{path} holds a DARTS-family genotype (a search of the {doc.get('space')} space); "
                             f"{DARTS_HINT}")
         cells = [(str(path), "derived", _nb201(doc.get("arch") or doc["genotype"], str(path)))]
@@ -130,3 +130,11 @@ def run(args: argparse.Namespace) -> int:
     doc = lookup(args.files, args.table)
     sys.stdout.write(json.dumps(doc, indent=2) + "\n" if args.json else format_human(doc) + "\n")
     return 0
+
+
+def _has_tables(family: Any) -> bool:
+    """Whether benchmark tables hold this family's cells (an unnamed family: let the arch string decide)."""
+    from search_spaces.families import FAMILIES
+
+    known = isinstance(family, str) and family in FAMILIES
+    return not known or FAMILIES[family].tables

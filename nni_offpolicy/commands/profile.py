@@ -6,10 +6,11 @@ import json
 
 import torch
 
+from search_spaces.families import get_family
 from search_spaces.genotypes import PUBLISHED, load_architecture
 
 from ..errors import UserError
-from ..profiling import DEFAULTS, genotype_cost
+from ..profiling import genotype_cost
 
 GENOTYPE_HELP = (f"a built-in name ({', '.join(sorted(PUBLISHED))}), a JSON file (a genotype, a search's "
                  "genotype.json or an exported list; see --index), a 'Genotype(...)' string, or a NAS-Bench-201 "
@@ -63,8 +64,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     family, arch = load_spec(args.genotype, args.index)
-    layers = DEFAULTS[family]["layers"] if args.layers is None else args.layers
-    channels = DEFAULTS[family]["channels"] if args.channels is None else args.channels
+    spec = get_family(family)
+    layers, channels = spec.eval_shape(args.layers, args.channels)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # one batch-1 forward: a thread pool only adds overhead, a lot on a busy machine
     try:
@@ -85,8 +86,8 @@ def run(args: argparse.Namespace) -> int:
             "num_classes": args.num_classes, "in_channels": args.in_channels,
         }))
         return 0
-    cells = f"{layers} cells" if family == "darts" else f"{layers} cells per stack"
-    aux = " (without auxiliary head)" if family == "darts" else ""
+    cells = f"{layers} {spec.layers_unit}"
+    aux = " (without auxiliary head)" if spec.auxiliary else ""
     print(f"{display_name(args.genotype)}: {params / 1e6:.2f} M params{aux}, "
           f"{flops / 1e6:.1f} M FLOPs (MACs) at {cells}, {channels} channels, "
           f"{args.input_size}x{args.input_size} input")

@@ -88,10 +88,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _draw_cell(doc: dict, output: Path) -> None:
-    from ..plot import plot_genotype, plot_nb201
-    from search_spaces.genotypes import genotype_from_dict
+    from ..plot import plot_architecture
 
-    if doc["family"] == "nb201":
-        plot_nb201(doc["arch"], output / "cell.png")
-    else:
-        plot_genotype(genotype_from_dict(doc["genotype"]), output / "cell.png")
+    plot_architecture(doc["family"], doc["genotype"], output / "cell.png")

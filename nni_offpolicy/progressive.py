@@ -115,6 +115,20 @@ def derive(family: str, edge_ops: EdgeOpLists, probs: Probabilities, max_skip_co
         banned.setdefault(weakest, set()).add("skip_connect")
 
 
+def derivable(family: str, sample: Mapping[str, Any], max_skip_connect: int = 2) -> bool:
+    """Whether ``derive``'s rules could have produced this (sampled) cell: where nodes pick inputs, no chosen
+    edge is ``none`` and the normal cell has at most ``max_skip_connect`` skip-connects (P-DARTS). A final pick
+    among sampled cells keeps to them, so that its answer is the kind of cell the derivation gives."""
+    if not get_family(family).picks_inputs:
+        return True
+    chosen = [sample[f"{kind}/op_{j}_{i}"] for kind in ("normal", "reduce")
+              for j in sorted({int(k.split("/input_")[1]) for k in sample if k.startswith(f"{kind}/input_")})
+              for i in sample[f"{kind}/input_{j}"]]
+    normal_skips = sum(1 for k, v in sample.items() if k.startswith("normal/input_")
+                       for i in v if sample[f"normal/op_{k.split('_')[-1]}_{i}"] == "skip_connect")
+    return "none" not in chosen and normal_skips <= max_skip_connect
+
+
 def sample_to_arch(family: str, sample: Mapping[str, Any], nodes: int = 4) -> Architecture:
     """What the reward's metrics and the eval network take: a Genotype, or the NB201 sample itself."""
     return get_family(family).from_sample(sample, nodes)

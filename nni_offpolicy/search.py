@@ -33,7 +33,7 @@ from .errors import SearchDiverged, UserError  # noqa: F401 (SearchDiverged: als
 from .learners import make_learner
 from .locking import output_lock
 from .monitor import RunLogger
-from .progressive import arch_key, build_decisions, derive, sample_to_arch, shrink
+from .progressive import arch_key, build_decisions, derivable, derive, sample_to_arch, shrink
 from .replicas import Replicas, check_devices, launch
 from .rewards import RewardModel, probe_metric
 from .run_folder import check_resume_flags, clear_run, refuse_existing_run
@@ -414,13 +414,16 @@ class ProgressiveSearch:
         ``final_candidates`` highest-mean-reward cells the last stage sampled are each scored again, on the
         ``eval_images`` rather than one reward batch, with the same reward (accuracy x metric terms, the hard
         budget), and the best wins (the policy's cell on a tie): a noisy reward batch picked the candidates, a
-        larger one decides between them."""
+        larger one decides between them. Sampled cells the derivation could not give (a DARTS cell with a
+        ``none`` input or too many skip-connects) are not candidates."""
         s = self.settings
         policy = self.greedy_sample(run)
         if s.final_pick == "policy":
             return policy, []
         candidates = {arch_key(self.family, policy, s.nodes): policy}
-        for cell in self.tracker.top_cells(s.final_candidates):
+        sampled = [c for c in self.tracker.top_cells(len(self.tracker.cells))
+                   if derivable(self.family, c["sample"], s.max_skip_connect)]
+        for cell in sampled[: s.final_candidates]:
             candidates.setdefault(arch_key(self.family, cell["sample"], s.nodes), cell["sample"])
         scored = []
         for key, sample in candidates.items():

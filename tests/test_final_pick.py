@@ -69,3 +69,17 @@ def test_best_sampled_pick_keeps_to_a_hard_budget(tmp_path):
                      tmp_path / "budget")
     assert doc["params_m"] <= budget + 1e-9
     assert all(c["reward"] == 0.0 for c in doc["final_candidates"] if c["params_m"] > budget + 1e-9)
+
+
+def test_a_darts_candidate_must_be_a_cell_the_derivation_could_give():
+    from nni_offpolicy.progressive import derivable
+
+    base = {f"normal/op_{j}_{i}": "sep_conv_3x3" for j in range(2, 6) for i in range(j)}
+    base.update({f"reduce/op_{j}_{i}": "max_pool_3x3" for j in range(2, 6) for i in range(j)})
+    base.update({f"{kind}/input_{j}": [0, 1] for kind in ("normal", "reduce") for j in range(2, 6)})
+    assert derivable("darts", base)
+    assert not derivable("darts", {**base, "reduce/op_3_1": "none"})  # a chosen input edge that is no edge
+    assert derivable("darts", {**base, "reduce/op_3_2": "none"})  # none on an edge the node does not use
+    skips = {**base, **{f"normal/op_{j}_0": "skip_connect" for j in range(2, 5)}}
+    assert not derivable("darts", skips) and derivable("darts", skips, max_skip_connect=3)
+    assert derivable("nb201", {"cell/op_1_0": "none"})  # NB201 keeps every edge: none is an op like others

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from .errors import UserError
-from .parsing import parse_choices
+from .parsing import parse_choices, parse_int
 from .settings import SearchSettings, load_settings, saved_differences
 
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -123,10 +123,7 @@ def parse_seeds(text: str | Sequence[int]) -> list[int]:
         raise UserError("--seeds: give at least one seed, e.g. 0,1,2")
     seeds = []
     for item in items:
-        try:
-            seed = int(item)
-        except (TypeError, ValueError):
-            raise UserError(f"--seeds: {item!r} is not an integer; give e.g. 0,1,2") from None
+        seed = parse_int("--seeds", item)
         if seed < 0:
             raise UserError(f"--seeds: seeds must be >= 0, got {seed}")
         seeds.append(seed)

@@ -17,7 +17,7 @@ from search_spaces.presets import SPACE_PRESETS, initial_edge_ops, space_preset
 
 from .errors import UserError
 from .learners import LEARNERS  # how alpha learns: REINFORCE, DARTS gradient, not at all
-from .parsing import parse_bool
+from .parsing import coerce, field_types
 
 BEHAVIOURS = ("uniform", "egreedy", "multinomial", "on-policy")
 WEIGHT_MODES = ("mixed", "path")
@@ -26,8 +26,6 @@ PRECISIONS = ("auto", "fp32", "bf16")  # auto: bf16 autocast on CUDA, fp32 elsew
 CHANNELS_LAST = ("auto", "on", "off")  # auto: on for CUDA
 ZERO_COST_SCORES = ("naswot",)  # kept in step with zero_cost.ZERO_COST_SCORES (a test checks)
 COMPILE_MODES = ("off", "ops")  # ops: torch.compile each candidate op module once per stage
-OPTIONAL_INTS = ("max_steps_per_epoch", "reward_batch_size", "eval_images", "zero_cost_layers",
-                 "zero_cost_images")  # None has a meaning of its own
 REWARD_SOURCES = ("supernet", "table")  # accuracy through the shared weights | looked up in a benchmark table
 STAGE_LISTS = ("layers", "ops_kept", "epochs", "warmup_epochs", "skip_dropout", "size_target", "size_exponent",
                "flops_target", "flops_exponent", "metric_target", "metric_exponent", "zero_cost_target",
@@ -305,50 +303,11 @@ SEARCH_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def _field_types() -> dict[str, Any]:
-    return {f.name: f for f in fields(SearchSettings)}
-
-
-def _coerce(name: str, value: Any, current: Any) -> Any:
-    """Turn CLI/YAML/NNI values into the field's type; scalars broadcast over stage lists."""
-    if name in STAGE_LISTS:
-        if isinstance(value, str):
-            value = [v for v in value.replace(" ", "").split(",") if v]
-        if not isinstance(value, (list, tuple)):
-            value = [value]
-        item_type = float if name not in ("layers", "ops_kept", "epochs", "warmup_epochs") else int
-        try:
-            items = [item_type(float(v)) if item_type is int and float(v).is_integer() else item_type(v)
-                     for v in value]
-        except (TypeError, ValueError):
-            raise UserError(f"{name}: expected numbers, got {value!r}") from None
-        if item_type is int and any(isinstance(v, float) and not float(v).is_integer() for v in value):
-            raise UserError(f"{name}: expected whole numbers, got {value!r}")
-        return items
+def _coerce(name: str, value: Any) -> Any:
+    """Turn CLI/YAML/NNI values into the field's type (``parsing.coerce``); scalars broadcast over stage lists."""
     if name in ("channels_last", "compile") and isinstance(value, bool):  # YAML reads on/off as booleans
         return ("on" if name == "channels_last" else "ops") if value else "off"
-    if isinstance(current, bool):
-        return parse_bool(name, value) if isinstance(value, str) else bool(value)
-    if isinstance(current, int) or name in OPTIONAL_INTS:
-        if value is None or (isinstance(value, str) and value.lower() in ("none", "")):
-            return None if name in OPTIONAL_INTS else current
-        try:
-            as_float = float(value)
-        except (TypeError, ValueError):
-            raise UserError(f"{name}: expected an integer, got {value!r}") from None
-        if not as_float.is_integer():
-            raise UserError(f"{name}: expected an integer, got {value!r}")
-        return int(as_float)
-    if isinstance(current, float):
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise UserError(f"{name}: expected a number, got {value!r}") from None
-    if name in ("zero_cost", "metric") and (value is None or str(value).lower() in ("none", "")):
-        return None  # switched off
-    if value is not None and not isinstance(value, str):
-        return str(value)
-    return value
+    return coerce(name, value, field_types(SearchSettings)[name])
 
 
 def saved_differences(saved: Mapping[str, Any], settings: SearchSettings,
@@ -366,12 +325,12 @@ def saved_differences(saved: Mapping[str, Any], settings: SearchSettings,
 
 
 def apply_overrides(settings: SearchSettings, overrides: Mapping[str, Any], source: str) -> SearchSettings:
-    known = _field_types()
+    known = field_types(SearchSettings)
     for name, value in overrides.items():
         key = name.replace("-", "_")
         if key not in known:
             raise UserError(f"{source}: unknown setting {name!r}; allowed: {', '.join(sorted(known))}")
-        setattr(settings, key, _coerce(key, value, getattr(settings, key)))
+        setattr(settings, key, _coerce(key, value))
     return settings
 
 

@@ -183,7 +183,7 @@ def test_rerun_with_other_settings_is_refused_before_anything_runs(grid, tmp_pat
     (["--variants", ""], "--variants: give at least one of"),
     (["--seeds", ""], "--seeds: give at least one seed"),
     (["--seeds", " , "], "--seeds: give at least one seed"),
-    (["--seeds", "0,x"], "--seeds: 'x' is not an integer"),
+    (["--seeds", "0,x"], "--seeds: expected an integer, got 'x'"),
     (["--epsilon", "1.5"], "--epsilon must be in [0, 1]"),
     (["--set", "controller=darts"], "--set controller: the harness sets it per run; use --variants"),
     (["--set", "seed=3"], "use --seeds"),

@@ -40,7 +40,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from .errors import UserError
 from .parsing import parse_choices, parse_int
-from .settings import SearchSettings, load_settings, saved_differences
+from .settings import SearchSettings, load_settings, resume_differences
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "offpolicy-uniform": {"controller": "reinforce", "behaviour": "uniform"},
@@ -58,7 +58,6 @@ RETRAIN_RESERVED = {"genotype": "the harness", "index": "the harness", "seed": "
                     "epochs": "--retrain-epochs"}
 REFERENCE_GENOTYPE = "pdarts"  # the published P-DARTS CIFAR-10 cell
 REFERENCE_DIR = "published-pdarts"
-SEARCH_MAY_DIFFER = {"progress", "device", "precision", "channels_last", "compile"}  # how, not what
 
 COLUMNS = ["variant", "seed", "genotype", "best_sampled", "params_m", "flops_m", "derived_valid_acc",
            "best_sampled_valid_acc", "argmax_frozen_share", "top_op_share", "param_free_share", "wall_time_s"]
@@ -128,10 +127,6 @@ def parse_seeds(text: str | Sequence[int]) -> list[int]:
             raise UserError(f"--seeds: seeds must be >= 0, got {seed}")
         seeds.append(seed)
     return list(dict.fromkeys(seeds))
-
-
-def _differences(saved: Mapping[str, Any], settings: SearchSettings) -> list[str]:
-    return saved_differences(saved, settings, SEARCH_MAY_DIFFER)
 
 
 def plan_ablation(preset: str = "demo", variants: str | Sequence[str] = tuple(VARIANTS),
@@ -241,7 +236,7 @@ def _check_existing(run: Run) -> None:
             raise UserError(f"{partial}: unreadable checkpoint; delete it or choose another --output") from None
     else:
         return
-    changed = _differences(saved, run.settings)
+    changed = resume_differences(saved, run.settings)
     if changed:
         raise UserError(f"{run.dir} was run with other settings ({', '.join(changed)}); use the same --preset/--set "
                         f"to resume this grid, or another --output")

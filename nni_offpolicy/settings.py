@@ -27,6 +27,9 @@ CHANNELS_LAST = ("auto", "on", "off")  # auto: on for CUDA
 ZERO_COST_SCORES = ("naswot",)  # kept in step with zero_cost.ZERO_COST_SCORES (a test checks)
 COMPILE_MODES = ("off", "ops")  # ops: torch.compile each candidate op module once per stage
 REWARD_SOURCES = ("supernet", "table")  # accuracy through the shared weights | looked up in a benchmark table
+# How to compute, not what: the settings a resume may change (a search from its checkpoint, an ablation grid
+# from its runs' genotype.json or checkpoint); every other setting must be the record's (resume_differences).
+RUNTIME_SETTINGS = frozenset({"progress", "device", "devices", "precision", "channels_last", "compile", "threads"})
 STAGE_LISTS = ("layers", "ops_kept", "epochs", "warmup_epochs", "skip_dropout", "size_target", "size_exponent",
                "flops_target", "flops_exponent", "metric_target", "metric_exponent", "zero_cost_target",
                "zero_cost_exponent")
@@ -310,18 +313,18 @@ def _coerce(name: str, value: Any) -> Any:
     return coerce(name, value, field_types(SearchSettings)[name])
 
 
-def saved_differences(saved: Mapping[str, Any], settings: SearchSettings,
-                      may_differ: frozenset[str] | set[str] = frozenset()) -> list[str]:
-    """Settings of ``settings`` that differ from ``saved`` (a checkpoint's or genotype.json's record), leaving out
-    ``may_differ``. A setting the record lacks was added after it was written: the run behaved as that setting's
-    default, so it is compared with the default (stage lists broadcast to the record's stages)."""
+def resume_differences(saved: Mapping[str, Any], settings: SearchSettings) -> list[str]:
+    """Settings of ``settings`` that differ from ``saved`` (a checkpoint's or genotype.json's record) other than
+    ``RUNTIME_SETTINGS``: what a search resume and an ablation grid's resume both refuse. A setting the record
+    lacks was added after it was written: the run behaved as that setting's default, so it is compared with the
+    default (stage lists broadcast to the record's stages)."""
     defaults = SearchSettings()
     stages = len(saved.get("layers", settings.layers))
     full = dict(saved)
     for name, value in defaults.to_dict().items():
         if name not in full:
             full[name] = value * stages if name in STAGE_LISTS and len(value) == 1 else value
-    return sorted(k for k, v in settings.to_dict().items() if k not in may_differ and full.get(k) != v)
+    return sorted(k for k, v in settings.to_dict().items() if k not in RUNTIME_SETTINGS and full.get(k) != v)
 
 
 def apply_overrides(settings: SearchSettings, overrides: Mapping[str, Any], source: str) -> SearchSettings:

@@ -34,7 +34,7 @@ import json
 import math
 import statistics
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -257,14 +257,12 @@ def retrain_settings(plan: Plan, search: SearchSettings, doc: Mapping[str, Any],
 
 
 def _check_retrain(out: Path, settings) -> None:
-    from .retrain import RESUME_MAY_DIFFER, RESULT
+    from .retrain import RESULT, retrain_differences
 
     result = out / RESULT
     if not result.exists():
         return
-    saved = json.loads(result.read_text()).get("settings", {})
-    now = asdict(settings)
-    changed = sorted(k for k in now if k not in RESUME_MAY_DIFFER and saved.get(k) != now[k])
+    changed = sorted(retrain_differences(json.loads(result.read_text()).get("settings", {}), settings))
     if changed:
         raise UserError(f"{out} was retrained with other settings ({', '.join(changed)}); use the same "
                         f"--retrain-epochs/--retrain-set, or another --output")

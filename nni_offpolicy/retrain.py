@@ -158,10 +158,11 @@ def evaluate(model: nn.Module, loader: Any) -> float:
     return 100.0 * correct / max(total, 1)
 
 
-def _settings_differences(saved: dict[str, Any], current: RetrainSettings) -> list[str]:
+def retrain_differences(saved: Mapping[str, Any], current: RetrainSettings) -> list[str]:
+    """Settings of ``current`` that differ from ``saved`` (a checkpoint's or result.json's record) other than
+    ``RESUME_MAY_DIFFER``: what a retrain resume and an ablation grid's retrain both refuse."""
     now = asdict(current)
-    return [f"{k}={saved.get(k)!r} (asked: {now[k]!r})" for k in now
-            if k not in RESUME_MAY_DIFFER and saved.get(k) != now[k]]
+    return [k for k in now if k not in RESUME_MAY_DIFFER and saved.get(k) != now[k]]
 
 
 class _Run:
@@ -226,7 +227,8 @@ class _Run:
         if ckpt.get("architecture") != self.arch_json:
             raise UserError(f"{path} was trained on a different architecture than {self.settings.genotype!r}; "
                             f"resume with the same genotype or choose another --output")
-        differences = _settings_differences(ckpt.get("settings") or {}, self.settings)
+        saved, now = ckpt.get("settings") or {}, asdict(self.settings)
+        differences = [f"{k}={saved.get(k)!r} (asked: {now[k]!r})" for k in retrain_differences(saved, self.settings)]
         if differences:
             raise UserError(f"{path} was written with other settings: {', '.join(differences)}")
         try:

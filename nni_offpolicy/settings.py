@@ -271,10 +271,6 @@ class SearchSettings:
         reward_scale(table, table.single_column(column))
 
 
-def _small_stages(**kw: Any) -> dict[str, Any]:
-    return kw
-
-
 SEARCH_PRESETS: dict[str, dict[str, Any]] = {
     # The README's main job: embedded digits, small stages, a couple of minutes on 2 CPU cores.
     "demo": dict(space="pdarts", dataset="digits", layers=[3, 4, 5], ops_kept=[4, 2, 1], epochs=[8, 8, 8],

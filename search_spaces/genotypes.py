@@ -145,12 +145,6 @@ def parse_genotype(text: str) -> Genotype:
     return _normalise(kwargs)
 
 
-def save_genotype(genotype: Genotype, path: str | Path) -> None:
-    from nni_offpolicy.atomic import atomic_write_text  # the product's one way of writing a file
-
-    atomic_write_text(json.dumps(genotype_to_dict(genotype), indent=2) + "\n", path)
-
-
 def load_genotype(spec: str, index: int | None = None) -> Genotype:
     """A built-in name, a ``Genotype(...)`` string, or a JSON file.
 

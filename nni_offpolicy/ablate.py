@@ -40,6 +40,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from .errors import UserError
 from .parsing import parse_choices, parse_int
+from .run_folder import GENOTYPE_FILE
 from .settings import SearchSettings, load_settings, resume_differences
 
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -173,10 +174,10 @@ def plan_ablation(preset: str = "demo", variants: str | Sequence[str] = tuple(VA
     if retrain_epochs is not None:
         retrain_settings(plan, runs[0].settings, {"eval_size": {"input_size": 32}}, seeds[0], REFERENCE_GENOTYPE)
         for run in runs:  # a finished search tells the retrain settings; unfinished ones are checked when run
-            if (run.dir / "genotype.json").exists():
-                doc = json.loads((run.dir / "genotype.json").read_text())
+            if (run.dir / GENOTYPE_FILE).exists():
+                doc = json.loads((run.dir / GENOTYPE_FILE).read_text())
                 _check_retrain(run.dir / "retrain", retrain_settings(plan, run.settings, doc, run.seed,
-                                                                     str(run.dir / "genotype.json")))
+                                                                     str(run.dir / GENOTYPE_FILE)))
                 for seed in seeds:
                     _check_retrain(output / REFERENCE_DIR / f"seed{seed}" / "retrain",
                                    retrain_settings(plan, run.settings, doc, seed, REFERENCE_GENOTYPE))
@@ -223,7 +224,7 @@ def _check_existing(run: Run) -> None:
     from . import checkpoint as ckpt
     from .search import CHECKPOINT
 
-    done, partial = run.dir / "genotype.json", run.dir / CHECKPOINT
+    done, partial = run.dir / GENOTYPE_FILE, run.dir / CHECKPOINT
     if done.exists():
         try:
             saved = json.loads(done.read_text())["settings"]
@@ -343,7 +344,7 @@ def _run_ablation(plan: Plan, log: Log | None = None) -> dict[str, Any]:
     started = time.time()
     total = len(plan.runs)
     for k, run in enumerate(plan.runs, start=1):
-        done = run.dir / "genotype.json"
+        done = run.dir / GENOTYPE_FILE
         if done.exists():
             doc = json.loads(done.read_text())
             log(f"[{k}/{total}] {run.name}: done already ({done}), skipped")
@@ -366,7 +367,7 @@ def _run_ablation(plan: Plan, log: Log | None = None) -> dict[str, Any]:
     reference: list[dict[str, Any]] = []
     if plan.retrain_epochs is not None:
         if plan.family == "darts":
-            any_doc = json.loads((plan.runs[0].dir / "genotype.json").read_text())
+            any_doc = json.loads((plan.runs[0].dir / GENOTYPE_FILE).read_text())
             for seed in plan.seeds:
                 settings = retrain_settings(plan, plan.runs[0].settings, any_doc, seed, genotype=REFERENCE_GENOTYPE)
                 result = _retrain(plan.output / REFERENCE_DIR / f"seed{seed}" / "retrain", settings, log,

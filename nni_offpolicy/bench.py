@@ -259,7 +259,7 @@ def _ops_per_stage(settings: SearchSettings) -> list[int]:
     return [first] + list(settings.ops_kept[:-1])
 
 
-def _device_name(settings: SearchSettings) -> str:
+def describe_device(settings: SearchSettings) -> str:
     import os
 
     import torch
@@ -298,7 +298,7 @@ def _run_bench(plan: BenchPlan, log: Log | None = None) -> dict[str, Any]:
     real_steps = len(train) // p.batch_size  # the search's loader drops the last partial batch
     if real_steps < 1:
         raise UserError(f"batch size {p.batch_size} exceeds the {len(train)} training images of {p.dataset}")
-    device_name = _device_name(p)
+    device_name = describe_device(p)
     results = []
     for k, run in enumerate(plan.runs, start=1):
         raw = None if plan.fresh else _reusable(run, device_name)

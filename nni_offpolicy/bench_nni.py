@@ -314,7 +314,7 @@ def run_nni_bench(plan: NniPlan, log: Log | None = None) -> dict[str, Any]:
     import torch
 
     from .atomic import check_writable_file, check_writable_folder
-    from .bench import _device_name
+    from .bench import describe_device
     from .settings import load_settings
 
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
@@ -349,7 +349,7 @@ def run_nni_bench(plan: NniPlan, log: Log | None = None) -> dict[str, Any]:
                                            if b["peak_memory_gb"] > 0 else None),
                           "per_round_speedup": [y["s_per_step"] / x["s_per_step"]
                                                 for x, y in zip(a["rounds"], b["rounds"])]})
-    device_name = _device_name(load_settings("demo", {"device": plan.device, "threads": plan.overrides["threads"]}))
+    device_name = describe_device(load_settings("demo", {"device": plan.device, "threads": plan.overrides["threads"]}))
     doc = {"version": 1, "kind": "against-nni", "created": datetime.datetime.now().isoformat(timespec="seconds"),
            "device": device_name, "torch": torch.__version__, "nni": _version("nni"),
            "dataset": plan.dataset, "shape": {"cells": plan.layers, "channels": plan.channels,

@@ -25,13 +25,12 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Circle, FancyArrowPatch
 from matplotlib.path import Path as MplPath
 
-from search_spaces.genotypes import Genotype, sample_to_nb201
+from search_spaces.genotypes import Genotype, as_architecture, sample_to_nb201
 from search_spaces.nb201 import nb201_edge_keys
 from search_spaces.ops import OPS
 
 from .atomic import atomic_write
 from .errors import UserError
-from .profiling import as_architecture
 
 logger = logging.getLogger(__name__)
 

@@ -16,15 +16,14 @@ from __future__ import annotations
 
 import logging
 import warnings
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
 
 from search_spaces.darts_cell import reduction_layers
 from search_spaces.eval_networks import NB201EvalNetwork, NetworkCIFAR
-from search_spaces.genotypes import (Genotype, GenotypeError, genotype_from_dict, nb201_to_sample,
-                                     sample_to_genotype, sample_to_nb201, validate_genotype)
+from search_spaces.genotypes import FAMILIES, Genotype, as_architecture
 from search_spaces.nb201 import nb201_edge_keys
 from search_spaces.ops import DARTS_OPS, NB201_OPS, build_op, check_op_names
 
@@ -34,7 +33,6 @@ with warnings.catch_warnings():  # thop 0.1.1 imports distutils
 
 logger = logging.getLogger(__name__)
 
-FAMILIES = ("darts", "nb201")
 DEFAULTS = {"darts": {"layers": 20, "channels": 36}, "nb201": {"layers": 5, "channels": 16}}
 """Evaluation-network sizes: DARTS' 20 cells of 36 channels; NAS-Bench-201's 5 cells per stack of 16."""
 
@@ -78,34 +76,6 @@ def profile_model(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[int, 
 
 
 # ---------------------------------------------------------------- architectures of either family
-
-def as_architecture(arch: Any, family: str) -> Any:
-    """Normalise and validate: a ``Genotype`` for "darts", a sample ``{'cell/op_j_i': op}`` for "nb201".
-
-    Also accepted: a genotype dict (``genotype_to_dict``) or an NNI sample of the DARTS space
-    (``normal/op_2_0``, ``normal/input_2``, ...); an NB201 arch string ``|op~0|+...``.
-    """
-    if family == "darts":
-        if isinstance(arch, Genotype):
-            return validate_genotype(arch)
-        if isinstance(arch, Mapping) and "normal" in arch:
-            return genotype_from_dict(arch)
-        if isinstance(arch, Mapping) and "normal/input_2" in arch:
-            nodes = sum(1 for key in arch if key.startswith("normal/input_"))
-            return sample_to_genotype(arch, nodes)
-        raise GenotypeError(f"expected a Genotype for family 'darts', got {type(arch).__name__}")
-    if family == "nb201":
-        if isinstance(arch, str):
-            return nb201_to_sample(arch)
-        if isinstance(arch, Mapping):
-            keys = [f"cell/op_{key}" for key in nb201_edge_keys()]
-            missing = [k for k in keys if k not in arch]
-            if missing:
-                raise GenotypeError(f"NAS-Bench-201 sample is missing {missing}")
-            return nb201_to_sample(sample_to_nb201(arch))  # validates the op names
-        raise GenotypeError(f"expected a sample dict or arch string for family 'nb201', got {type(arch).__name__}")
-    raise ValueError(f"unknown family {family!r}; allowed: {', '.join(FAMILIES)}")
-
 
 def _arch_key(arch: Any, family: str) -> tuple:
     if family == "darts":

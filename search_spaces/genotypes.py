@@ -12,6 +12,7 @@ from collections import namedtuple
 from pathlib import Path
 from typing import Any, Mapping, Sequence, Union
 
+from .nb201 import nb201_edge_keys
 from .ops import OPS
 
 Genotype = namedtuple("Genotype", "normal normal_concat reduce reduce_concat")
@@ -304,3 +305,34 @@ def is_existing_file_name(path: Path) -> bool:
 def architecture_to_json(family: str, arch: Architecture) -> Any:
     """What goes under ``genotype`` in our JSON files: a DARTS dict, or the NB201 arch string."""
     return sample_to_nb201(arch) if family == "nb201" else genotype_to_dict(arch)
+
+
+FAMILIES = ("darts", "nb201")
+
+
+def as_architecture(arch: Any, family: str) -> Any:
+    """Normalise and validate: a ``Genotype`` for "darts", a sample ``{'cell/op_j_i': op}`` for "nb201".
+
+    Also accepted: a genotype dict (``genotype_to_dict``) or an NNI sample of the DARTS space
+    (``normal/op_2_0``, ``normal/input_2``, ...); an NB201 arch string ``|op~0|+...``.
+    """
+    if family == "darts":
+        if isinstance(arch, Genotype):
+            return validate_genotype(arch)
+        if isinstance(arch, Mapping) and "normal" in arch:
+            return genotype_from_dict(arch)
+        if isinstance(arch, Mapping) and "normal/input_2" in arch:
+            nodes = sum(1 for key in arch if key.startswith("normal/input_"))
+            return sample_to_genotype(arch, nodes)
+        raise GenotypeError(f"expected a Genotype for family 'darts', got {type(arch).__name__}")
+    if family == "nb201":
+        if isinstance(arch, str):
+            return nb201_to_sample(arch)
+        if isinstance(arch, Mapping):
+            keys = [f"cell/op_{key}" for key in nb201_edge_keys()]
+            missing = [k for k in keys if k not in arch]
+            if missing:
+                raise GenotypeError(f"NAS-Bench-201 sample is missing {missing}")
+            return nb201_to_sample(sample_to_nb201(arch))  # validates the op names
+        raise GenotypeError(f"expected a sample dict or arch string for family 'nb201', got {type(arch).__name__}")
+    raise ValueError(f"unknown family {family!r}; allowed: {', '.join(FAMILIES)}")

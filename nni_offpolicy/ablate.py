@@ -38,10 +38,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from search_spaces.genotypes import genotype_from_dict
+from search_spaces.ops import is_parameter_free
+from search_spaces.presets import space_preset
+
+from . import checkpoint as ckpt
+from .atomic import atomic_write, atomic_write_text, check_writable_folder
 from .errors import UserError
+from .locking import output_lock
 from .parsing import parse_choices, parse_int
+from .retrain import CHECKPOINT as RETRAIN_CHECKPOINT
+from .retrain import RESULT, RetrainSettings, coerce_overrides, retrain_differences, run_retrain
 from .run_folder import GENOTYPE_FILE
+from .search import CHECKPOINT, run_search
 from .settings import SearchSettings, load_settings, resume_differences
+from .tables import open_table
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "offpolicy-uniform": {"controller": "reinforce", "behaviour": "uniform"},
@@ -107,8 +122,6 @@ class Plan:
 
     @property
     def family(self) -> str:
-        from search_spaces.presets import space_preset
-
         return space_preset(self.runs[0].settings.space).family
 
 
@@ -152,8 +165,6 @@ def plan_ablation(preset: str = "demo", variants: str | Sequence[str] = tuple(VA
         raise UserError(f"--retrain-epochs must be >= 1, got {retrain_epochs}")
     if retrain_overrides and retrain_epochs is None:
         raise UserError("--retrain-set needs --retrain-epochs N")
-    from .retrain import coerce_overrides
-
     retrain_overrides = coerce_overrides(retrain_overrides or {}, "--retrain-set", RETRAIN_RESERVED)
     output = Path(output or f"runs/ablate-{preset}")
     runs = []
@@ -186,8 +197,6 @@ def plan_ablation(preset: str = "demo", variants: str | Sequence[str] = tuple(VA
 
 def _open_table(plan: Plan, spec: str) -> tuple[Any, str]:
     """The benchmark table and its one column, checked before anything runs."""
-    from .tables import open_table
-
     if plan.family != "nb201":
         raise UserError(f"--table: benchmark tables are NAS-Bench-201, but this grid searches the "
                         f"{plan.runs[0].settings.space} space (DARTS family); use --space nb201 or a nb201 preset")
@@ -221,9 +230,6 @@ def table_values(plan: Plan, doc: Mapping[str, Any], log: Log) -> dict[str, Any]
 
 def _check_existing(run: Run) -> None:
     """A finished or checkpointed run in the grid's folder must have been made with this run's settings."""
-    from . import checkpoint as ckpt
-    from .search import CHECKPOINT
-
     done, partial = run.dir / GENOTYPE_FILE, run.dir / CHECKPOINT
     if done.exists():
         try:
@@ -248,8 +254,6 @@ def retrain_settings(plan: Plan, search: SearchSettings, doc: Mapping[str, Any],
     """The short retrain schedule shared by every derived cell and the published reference: the network at the
     search's evaluation size (the size params/FLOPs are reported at), cutout at most half the image side
     (DARTS' 16 px on 32 px CIFAR; 4 px on 8 px digits), then --retrain-set."""
-    from .retrain import RetrainSettings
-
     base = dict(dataset=search.dataset, data_dir=search.data_dir, download=search.download,
                 layers=search.eval_layers, channels=search.eval_channels, device=search.device,
                 cutout=min(16, int(doc["eval_size"]["input_size"]) // 2))
@@ -258,8 +262,6 @@ def retrain_settings(plan: Plan, search: SearchSettings, doc: Mapping[str, Any],
 
 
 def _check_retrain(out: Path, settings) -> None:
-    from .retrain import RESULT, retrain_differences
-
     result = out / RESULT
     if not result.exists():
         return
@@ -270,13 +272,11 @@ def _check_retrain(out: Path, settings) -> None:
 
 
 def _retrain(out: Path, settings, log: Log, label: str) -> dict[str, Any]:
-    from .retrain import CHECKPOINT, RESULT, run_retrain
-
     if (out / RESULT).exists():
         _check_retrain(out, settings)
         log(f"  retrain {label}: done already ({out / RESULT}), skipped")
         return json.loads((out / RESULT).read_text())
-    result = run_retrain(settings, out, resume=(out / CHECKPOINT).exists(), progress=False)
+    result = run_retrain(settings, out, resume=(out / RETRAIN_CHECKPOINT).exists(), progress=False)
     log(f"  retrain {label}: test acc {result['test_acc']:.2f} %, {result['params_m']:.3f} M params, "
         f"{result['wall_time_s']:.1f} s")
     return result
@@ -287,8 +287,6 @@ def arch_text(family: str, genotype: Any) -> str:
     """One line for a table: the Genotype(...) string, or the NB201 arch string."""
     if family == "nb201":
         return str(genotype)
-    from search_spaces.genotypes import genotype_from_dict
-
     return str(genotype_from_dict(genotype))
 
 
@@ -318,8 +316,6 @@ def derived_ops(doc: Mapping[str, Any]) -> list[str]:
 def parameter_free_share(doc: Mapping[str, Any]) -> float:
     """Share of the derived cell's ops with no weights (none, skip, pools): near 1 is the weight-sharing collapse
     the lab log and NAS-Bench-201 describe, which a valid-accuracy column alone does not show."""
-    from search_spaces.ops import is_parameter_free
-
     ops = derived_ops(doc)
     return sum(map(is_parameter_free, ops)) / len(ops)
 
@@ -328,17 +324,12 @@ def run_ablation(plan: Plan, log: Log | None = None) -> dict[str, Any]:
     """Run (or skip) every search of the plan, then the retrains, then write runs.csv, summary.md, ablation.png.
     Returns ``{"rows": [...], "reference": [...], "files": [...]}``. ``plan.output`` is checked writable and
     locked for the whole grid, so two ablations never write the same folders."""
-    from .atomic import check_writable_folder
-    from .locking import output_lock
-
     check_writable_folder(plan.output)
     with output_lock(plan.output, "ablate"):
         return _run_ablation(plan, log)
 
 
 def _run_ablation(plan: Plan, log: Log | None = None) -> dict[str, Any]:
-    from .search import CHECKPOINT, run_search
-
     log = log or (lambda line: print(line, flush=True))
     rows: list[dict[str, Any]] = []
     started = time.time()
@@ -481,8 +472,6 @@ def summary_markdown(plan: Plan, rows: Sequence[Mapping[str, Any]], reference: S
 
 
 def write_csv(path: Path, cols: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> None:
-    from .atomic import atomic_write_text
-
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(cols), lineterminator="\n")
     writer.writeheader()
@@ -492,8 +481,6 @@ def write_csv(path: Path, cols: Sequence[str], rows: Sequence[Mapping[str, Any]]
 
 
 def write_outputs(plan: Plan, rows: Sequence[Mapping[str, Any]], reference: Sequence[Mapping[str, Any]]) -> list[Path]:
-    from .atomic import atomic_write_text
-
     out = plan.output
     files = [out / "runs.csv", out / "summary.md", out / "ablation.png"]
     write_csv(files[0], columns(plan), rows)
@@ -508,18 +495,10 @@ def write_outputs(plan: Plan, rows: Sequence[Mapping[str, Any]], reference: Sequ
 def plot_ablation(plan: Plan, rows: Sequence[Mapping[str, Any]], reference: Sequence[Mapping[str, Any]],
                   path: Path) -> Path:
     """One panel per measure: per variant a bar at the mean, a std whisker and a dot per seed."""
-    from .atomic import atomic_write
-
-    import numpy as np
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     panels = [("derived_table", f"derived cell: {plan.table_column}")] if plan.table is not None else []
     s = plan.runs[0].settings
     table_reward, same = s.reward_source == "table", False
     if table_reward:
-        from .tables import open_table
-
         reward_table, reward_column = open_table(s.reward_table)
         same = reward_table is plan.table and reward_table.single_column(reward_column) == plan.table_column
     if not (table_reward and same):  # else the same values as the first panel

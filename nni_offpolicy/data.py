@@ -611,10 +611,3 @@ class BatchLoader:
         batches = self.epoch(self.current_epoch)
         self.current_epoch += 1
         return batches
-
-    def endless(self, start_epoch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Epoch after epoch forever, for validation batches drawn every k training steps."""
-        epoch = start_epoch
-        while True:
-            yield from self.epoch(epoch)
-            epoch += 1

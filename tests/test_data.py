@@ -323,9 +323,6 @@ def test_loader_epochs_depend_only_on_seed_and_epoch():
     running = BatchLoader(data, 8, cutout=2, seed=7)
     seen = [batches(iter(running)) for _ in range(4)]
     assert running.current_epoch == 4 and same(seen[3], three) and same(seen[0], batches(loader.epoch(0)))
-    # endless crosses epoch boundaries in order
-    stream = loader.endless(start_epoch=3)
-    assert same([next(stream) for _ in range(len(loader) * 2)], three + batches(loader.epoch(4)))
 
 
 def test_loader_draws_the_epoch_up_front_exactly_as_batch_by_batch():

@@ -263,8 +263,10 @@ def run_nni_side(plan: NniPlan, side: str, tensors: tuple) -> dict[str, Any]:
     strategy = DARTS() if side == "nni-darts" else RandomOneShot()
     started = time.perf_counter()
     with PeakMemory(plan.device) as mem:
-        NasExperiment(space, evaluator, strategy).run()
+        experiment = NasExperiment(space, evaluator, strategy)
+        experiment.run()
     wall = time.perf_counter() - started
+    experiment.stop()  # now, not at exit: NNI's exit-time stop logs to closed streams and writes under $HOME
     deltas = [b - a for a, b in zip(stamps, stamps[1:])]
     warm = deltas[max(plan.warm_skip - 1, 0):] if plan.warm_skip else [stamps[0] - started] + deltas
     if len(stamps) < plan.warm_skip + plan.steps or not warm:

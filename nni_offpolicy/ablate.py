@@ -34,13 +34,31 @@ import json
 import math
 import statistics
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from search_spaces.families import get_family
+from search_spaces.genotypes import sample_to_nb201
+from search_spaces.ops import is_parameter_free
+from search_spaces.presets import space_preset
+
+from . import checkpoint as ckpt
+from .atomic import atomic_write, atomic_write_text, check_writable_folder
 from .errors import UserError
-from .parsing import parse_choices
-from .settings import SearchSettings, load_settings, saved_differences
+from .locking import output_lock
+from .parsing import parse_choices, parse_int
+from .profiling import EvalCostModel
+from .retrain import CHECKPOINT as RETRAIN_CHECKPOINT
+from .retrain import RESULT, RetrainSettings, coerce_overrides, retrain_differences, run_retrain
+from .run_folder import GENOTYPE_FILE
+from .search import CHECKPOINT, run_search
+from .settings import SearchSettings, load_settings, resume_differences
+from .tables import open_table
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "offpolicy-uniform": {"controller": "reinforce", "behaviour": "uniform"},
@@ -65,7 +83,6 @@ RETRAIN_RESERVED = {"genotype": "the harness", "index": "the harness", "seed": "
                     "epochs": "--retrain-epochs"}
 REFERENCE_GENOTYPE = "pdarts"  # the published P-DARTS CIFAR-10 cell
 REFERENCE_DIR = "published-pdarts"
-SEARCH_MAY_DIFFER = {"progress", "device", "precision", "channels_last", "compile"}  # how, not what
 
 COLUMNS = ["variant", "seed", "genotype", "best_sampled", "params_m", "flops_m", "derived_valid_acc",
            "best_sampled_valid_acc", "argmax_frozen_share", "top_op_share", "param_free_share", "wall_time_s"]
@@ -118,8 +135,6 @@ class Plan:
 
     @property
     def family(self) -> str:
-        from search_spaces.presets import space_preset
-
         return space_preset(self.runs[0].settings.space).family
 
 
@@ -134,18 +149,11 @@ def parse_seeds(text: str | Sequence[int]) -> list[int]:
         raise UserError("--seeds: give at least one seed, e.g. 0,1,2")
     seeds = []
     for item in items:
-        try:
-            seed = int(item)
-        except (TypeError, ValueError):
-            raise UserError(f"--seeds: {item!r} is not an integer; give e.g. 0,1,2") from None
+        seed = parse_int("--seeds", item)
         if seed < 0:
             raise UserError(f"--seeds: seeds must be >= 0, got {seed}")
         seeds.append(seed)
     return list(dict.fromkeys(seeds))
-
-
-def _differences(saved: Mapping[str, Any], settings: SearchSettings) -> list[str]:
-    return saved_differences(saved, settings, SEARCH_MAY_DIFFER)
 
 
 def plan_ablation(preset: str = "demo", variants: str | Sequence[str] = tuple(VARIANTS),
@@ -170,8 +178,6 @@ def plan_ablation(preset: str = "demo", variants: str | Sequence[str] = tuple(VA
         raise UserError(f"--retrain-epochs must be >= 1, got {retrain_epochs}")
     if retrain_overrides and retrain_epochs is None:
         raise UserError("--retrain-set needs --retrain-epochs N")
-    from .retrain import coerce_overrides
-
     retrain_overrides = coerce_overrides(retrain_overrides or {}, "--retrain-set", RETRAIN_RESERVED)
     output = Path(output or f"runs/ablate-{preset}")
     runs = []
@@ -192,10 +198,10 @@ def plan_ablation(preset: str = "demo", variants: str | Sequence[str] = tuple(VA
     if retrain_epochs is not None:
         retrain_settings(plan, runs[0].settings, {"eval_size": {"input_size": 32}}, seeds[0], REFERENCE_GENOTYPE)
         for run in runs:  # a finished search tells the retrain settings; unfinished ones are checked when run
-            if (run.dir / "genotype.json").exists():
-                doc = json.loads((run.dir / "genotype.json").read_text())
+            if (run.dir / GENOTYPE_FILE).exists():
+                doc = json.loads((run.dir / GENOTYPE_FILE).read_text())
                 _check_retrain(run.dir / "retrain", retrain_settings(plan, run.settings, doc, run.seed,
-                                                                     str(run.dir / "genotype.json")))
+                                                                     str(run.dir / GENOTYPE_FILE)))
                 for seed in seeds:
                     _check_retrain(output / REFERENCE_DIR / f"seed{seed}" / "retrain",
                                    retrain_settings(plan, run.settings, doc, seed, REFERENCE_GENOTYPE))
@@ -204,10 +210,6 @@ def plan_ablation(preset: str = "demo", variants: str | Sequence[str] = tuple(VA
 
 def _open_table(plan: Plan, spec: str) -> tuple[Any, str]:
     """The benchmark table and its one column, checked before anything runs."""
-    from .tables import open_table
-
-    from search_spaces.families import get_family
-
     if not get_family(plan.family).tables:
         raise UserError(f"--table: benchmark tables are NAS-Bench-201, but this grid searches the "
                         f"{plan.runs[0].settings.space} space (DARTS family); use --space nb201 or a nb201 preset")
@@ -236,8 +238,6 @@ def table_values(plan: Plan, doc: Mapping[str, Any], log: Log) -> dict[str, Any]
         out[f"{name}_table"] = found.value
         if name == "derived":
             out["derived_table_rank"] = found.rank
-    from search_spaces.genotypes import sample_to_nb201
-
     candidates = doc.get("final_candidates")  # final_pick=best-sampled: candidate 0 is the policy's own cell
     out["policy_table"] = (_table_value(plan, sample_to_nb201(candidates[0]["sample"]), log) if candidates
                            else out["derived_table"])
@@ -262,10 +262,6 @@ def budget_optimum(plan: Plan, budget_m: float, eval_size: Mapping[str, int]) ->
     """The table's best cell among those whose parameters at the runs' evaluation size are within ``budget_m``
     (M), the cell and how many cells qualify: what a hard-budget search is measured against. Every cell is
     priced by the same cost model the search's reward used (summed per-edge costs, about a second in all)."""
-    import numpy as np
-
-    from .profiling import EvalCostModel
-
     key = (budget_m, tuple(sorted(eval_size.items())))
     if key not in plan.budget_optima:
         model = EvalCostModel("nb201", layers=eval_size["layers"], channels=eval_size["channels"],
@@ -279,10 +275,7 @@ def budget_optimum(plan: Plan, budget_m: float, eval_size: Mapping[str, int]) ->
 
 def _check_existing(run: Run) -> None:
     """A finished or checkpointed run in the grid's folder must have been made with this run's settings."""
-    from . import checkpoint as ckpt
-    from .search import CHECKPOINT
-
-    done, partial = run.dir / "genotype.json", run.dir / CHECKPOINT
+    done, partial = run.dir / GENOTYPE_FILE, run.dir / CHECKPOINT
     if done.exists():
         try:
             saved = json.loads(done.read_text())["settings"]
@@ -295,7 +288,7 @@ def _check_existing(run: Run) -> None:
             raise UserError(f"{partial}: unreadable checkpoint; delete it or choose another --output") from None
     else:
         return
-    changed = _differences(saved, run.settings)
+    changed = resume_differences(saved, run.settings)
     if changed:
         raise UserError(f"{run.dir} was run with other settings ({', '.join(changed)}); use the same --preset/--set "
                         f"to resume this grid, or another --output")
@@ -306,8 +299,6 @@ def retrain_settings(plan: Plan, search: SearchSettings, doc: Mapping[str, Any],
     """The short retrain schedule shared by every derived cell and the published reference: the network at the
     search's evaluation size (the size params/FLOPs are reported at), cutout at most half the image side
     (DARTS' 16 px on 32 px CIFAR; 4 px on 8 px digits), then --retrain-set."""
-    from .retrain import RetrainSettings
-
     base = dict(dataset=search.dataset, data_dir=search.data_dir, download=search.download,
                 layers=search.eval_layers, channels=search.eval_channels, device=search.device,
                 cutout=min(16, int(doc["eval_size"]["input_size"]) // 2))
@@ -316,27 +307,21 @@ def retrain_settings(plan: Plan, search: SearchSettings, doc: Mapping[str, Any],
 
 
 def _check_retrain(out: Path, settings) -> None:
-    from .retrain import RESUME_MAY_DIFFER, RESULT
-
     result = out / RESULT
     if not result.exists():
         return
-    saved = json.loads(result.read_text()).get("settings", {})
-    now = asdict(settings)
-    changed = sorted(k for k in now if k not in RESUME_MAY_DIFFER and saved.get(k) != now[k])
+    changed = sorted(retrain_differences(json.loads(result.read_text()).get("settings", {}), settings))
     if changed:
         raise UserError(f"{out} was retrained with other settings ({', '.join(changed)}); use the same "
                         f"--retrain-epochs/--retrain-set, or another --output")
 
 
 def _retrain(out: Path, settings, log: Log, label: str) -> dict[str, Any]:
-    from .retrain import CHECKPOINT, RESULT, run_retrain
-
     if (out / RESULT).exists():
         _check_retrain(out, settings)
         log(f"  retrain {label}: done already ({out / RESULT}), skipped")
         return json.loads((out / RESULT).read_text())
-    result = run_retrain(settings, out, resume=(out / CHECKPOINT).exists(), progress=False)
+    result = run_retrain(settings, out, resume=(out / RETRAIN_CHECKPOINT).exists(), progress=False)
     log(f"  retrain {label}: test acc {result['test_acc']:.2f} %, {result['params_m']:.3f} M params, "
         f"{result['wall_time_s']:.1f} s")
     return result
@@ -345,9 +330,7 @@ def _retrain(out: Path, settings, log: Log, label: str) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------------- running
 def arch_text(family: str, genotype: Any) -> str:
     """One line for a table: the Genotype(...) string, or the NB201 arch string."""
-    from search_spaces.families import get_family
-
-    spec = get_family(family)
+    spec = get_family(plan.family)
     return spec.to_text(spec.from_json(genotype))
 
 
@@ -368,8 +351,6 @@ def run_row(variant: str, seed: int, doc: Mapping[str, Any]) -> dict[str, Any]:
 def derived_ops(doc: Mapping[str, Any]) -> list[str]:
     """The ops of a search's derived cell: the NB201 sample's six, or a Genotype's chosen edges (normal and
     reduce), not the op decisions of edges the DARTS cell did not keep."""
-    from search_spaces.families import get_family
-
     spec = get_family(doc["family"])
     return spec.ops_of(spec.normalise(doc["genotype"] if "genotype" in doc else doc["sample"]))
 
@@ -377,8 +358,6 @@ def derived_ops(doc: Mapping[str, Any]) -> list[str]:
 def parameter_free_share(doc: Mapping[str, Any]) -> float:
     """Share of the derived cell's ops with no weights (none, skip, pools): near 1 is the weight-sharing collapse
     the lab log and NAS-Bench-201 describe, which a valid-accuracy column alone does not show."""
-    from search_spaces.ops import is_parameter_free
-
     ops = derived_ops(doc)
     return sum(map(is_parameter_free, ops)) / len(ops)
 
@@ -387,23 +366,18 @@ def run_ablation(plan: Plan, log: Log | None = None) -> dict[str, Any]:
     """Run (or skip) every search of the plan, then the retrains, then write runs.csv, summary.md, ablation.png.
     Returns ``{"rows": [...], "reference": [...], "files": [...]}``. ``plan.output`` is checked writable and
     locked for the whole grid, so two ablations never write the same folders."""
-    from .atomic import check_writable_folder
-    from .locking import output_lock
-
     check_writable_folder(plan.output)
     with output_lock(plan.output, "ablate"):
         return _run_ablation(plan, log)
 
 
 def _run_ablation(plan: Plan, log: Log | None = None) -> dict[str, Any]:
-    from .search import CHECKPOINT, run_search
-
     log = log or (lambda line: print(line, flush=True))
     rows: list[dict[str, Any]] = []
     started = time.time()
     total = len(plan.runs)
     for k, run in enumerate(plan.runs, start=1):
-        done = run.dir / "genotype.json"
+        done = run.dir / GENOTYPE_FILE
         if done.exists():
             doc = json.loads(done.read_text())
             log(f"[{k}/{total}] {run.name}: done already ({done}), skipped")
@@ -425,10 +399,8 @@ def _run_ablation(plan: Plan, log: Log | None = None) -> dict[str, Any]:
             rows[-1]["retrain_params_m"] = result["params_m"]
     reference: list[dict[str, Any]] = []
     if plan.retrain_epochs is not None:
-        from search_spaces.families import get_family
-
         if REFERENCE_GENOTYPE in get_family(plan.family).published:
-            any_doc = json.loads((plan.runs[0].dir / "genotype.json").read_text())
+            any_doc = json.loads((plan.runs[0].dir / GENOTYPE_FILE).read_text())
             for seed in plan.seeds:
                 settings = retrain_settings(plan, plan.runs[0].settings, any_doc, seed, genotype=REFERENCE_GENOTYPE)
                 result = _retrain(plan.output / REFERENCE_DIR / f"seed{seed}" / "retrain", settings, log,
@@ -548,8 +520,6 @@ def summary_markdown(plan: Plan, rows: Sequence[Mapping[str, Any]], reference: S
 
 
 def write_csv(path: Path, cols: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> None:
-    from .atomic import atomic_write_text
-
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(cols), lineterminator="\n")
     writer.writeheader()
@@ -559,8 +529,6 @@ def write_csv(path: Path, cols: Sequence[str], rows: Sequence[Mapping[str, Any]]
 
 
 def write_outputs(plan: Plan, rows: Sequence[Mapping[str, Any]], reference: Sequence[Mapping[str, Any]]) -> list[Path]:
-    from .atomic import atomic_write_text
-
     out = plan.output
     files = [out / "runs.csv", out / "summary.md", out / "ablation.png"]
     write_csv(files[0], columns(plan), rows)
@@ -575,18 +543,10 @@ def write_outputs(plan: Plan, rows: Sequence[Mapping[str, Any]], reference: Sequ
 def plot_ablation(plan: Plan, rows: Sequence[Mapping[str, Any]], reference: Sequence[Mapping[str, Any]],
                   path: Path) -> Path:
     """One panel per measure: per variant a bar at the mean, a std whisker and a dot per seed."""
-    from .atomic import atomic_write
-
-    import numpy as np
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     panels = [("derived_table", f"derived cell: {plan.table_column}")] if plan.table is not None else []
     s = plan.runs[0].settings
     table_reward, same = s.reward_source == "table", False
     if table_reward:
-        from .tables import open_table
-
         reward_table, reward_column = open_table(s.reward_table)
         same = reward_table is plan.table and reward_table.single_column(reward_column) == plan.table_column
     if not (table_reward and same):  # else the same values as the first panel

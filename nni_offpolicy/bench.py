@@ -26,6 +26,7 @@ from __future__ import annotations
 import datetime
 import json
 import math
+import os
 import platform
 import sys
 import time
@@ -33,10 +34,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from .atomic import atomic_write_text
-from .data import local_cifar10_archive
+import torch
+
+from search_spaces.presets import initial_edge_ops
+
+from .accel import resolve_precision
+from .atomic import atomic_write_text, check_writable_file, check_writable_folder
+from .data import load_dataset, local_cifar10_archive, search_split
+from .devices import resolve_device
 from .errors import UserError
+from .locking import output_lock
 from .parsing import parse_choices
+from .search import run_search
 from .settings import PRECISIONS, SEARCH_PRESETS, WEIGHT_MODES, SearchSettings, load_settings
 
 BENCH_EPOCHS = 4  # per stage: cold + warm weights-only, first + warm with controller updates
@@ -99,9 +108,6 @@ def plan_bench(preset: str = "pdarts", dataset: str | None = None, device: str =
                overrides: Mapping[str, Any] | None = None, output: str | Path | None = None,
                json_path: str | Path | None = None, verbose: bool = False, fresh: bool = False) -> BenchPlan:
     """Check every flag and every run's settings before any data is loaded; one ``UserError`` line otherwise."""
-    from .accel import resolve_precision
-    from .devices import resolve_device
-
     if preset not in SEARCH_PRESETS:
         raise UserError(f"unknown preset {preset!r}; allowed: {', '.join(SEARCH_PRESETS)}")
     overrides = {k.replace("-", "_"): v for k, v in (overrides or {}).items()}
@@ -196,8 +202,6 @@ EPOCH_KEYS = ("stage", "epoch", "steps", "seconds", "t", "valid_acc", "peak_memo
 def _measure(run: BenchRun, device_name: str) -> dict[str, Any]:
     """One short search: its epochs' end times (from the search's own per-epoch callback) and its stages' records.
     Kept in the run's folder, with what it was measured with, so a re-run can reuse it."""
-    from .search import run_search
-
     (run.dir / RAW).unlink(missing_ok=True)
     epochs: list[dict[str, Any]] = []
 
@@ -255,20 +259,12 @@ def summarise_run(run: BenchRun, raw: Mapping[str, Any], protocol: SearchSetting
 
 
 def _ops_per_stage(settings: SearchSettings) -> list[int]:
-    from search_spaces.presets import initial_edge_ops
-
     edge_ops = initial_edge_ops(settings.space, settings.nodes)
     first = max(len(ops) for kind in edge_ops.values() for ops in kind.values())
     return [first] + list(settings.ops_kept[:-1])
 
 
-def _device_name(settings: SearchSettings) -> str:
-    import os
-
-    import torch
-
-    from .devices import resolve_device
-
+def describe_device(settings: SearchSettings) -> str:
     d = resolve_device(settings.device)
     if d.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(d)})"
@@ -279,9 +275,6 @@ def _device_name(settings: SearchSettings) -> str:
 def run_bench(plan: BenchPlan, log: Log | None = None) -> dict[str, Any]:
     """Every run of the plan, then the comparison; writes the JSON (atomically, only when all runs finished).
     The outputs are checked writable before the first search, and ``plan.output`` is locked for the bench."""
-    from .atomic import check_writable_file, check_writable_folder
-    from .locking import output_lock
-
     check_writable_folder(plan.output)
     if plan.json_path is not None:
         check_writable_file(plan.json_path, "--json")
@@ -290,10 +283,6 @@ def run_bench(plan: BenchPlan, log: Log | None = None) -> dict[str, Any]:
 
 
 def _run_bench(plan: BenchPlan, log: Log | None = None) -> dict[str, Any]:
-    import torch
-
-    from .data import load_dataset, search_split
-
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
     p = plan.protocol
     data = load_dataset(p.dataset, "train", data_dir=p.data_dir, download=p.download)  # decoded/cached once here
@@ -301,7 +290,7 @@ def _run_bench(plan: BenchPlan, log: Log | None = None) -> dict[str, Any]:
     real_steps = len(train) // p.batch_size  # the search's loader drops the last partial batch
     if real_steps < 1:
         raise UserError(f"batch size {p.batch_size} exceeds the {len(train)} training images of {p.dataset}")
-    device_name = _device_name(p)
+    device_name = describe_device(p)
     results = []
     for k, run in enumerate(plan.runs, start=1):
         raw = None if plan.fresh else _reusable(run, device_name)

@@ -263,8 +263,10 @@ def run_nni_side(plan: NniPlan, side: str, tensors: tuple) -> dict[str, Any]:
     strategy = DARTS() if side == "nni-darts" else RandomOneShot()
     started = time.perf_counter()
     with PeakMemory(plan.device) as mem:
-        NasExperiment(space, evaluator, strategy).run()
+        experiment = NasExperiment(space, evaluator, strategy)
+        experiment.run()
     wall = time.perf_counter() - started
+    experiment.stop()  # now, not at exit: NNI's exit-time stop logs to closed streams and writes under $HOME
     deltas = [b - a for a, b in zip(stamps, stamps[1:])]
     warm = deltas[max(plan.warm_skip - 1, 0):] if plan.warm_skip else [stamps[0] - started] + deltas
     if len(stamps) < plan.warm_skip + plan.steps or not warm:
@@ -314,7 +316,7 @@ def run_nni_bench(plan: NniPlan, log: Log | None = None) -> dict[str, Any]:
     import torch
 
     from .atomic import check_writable_file, check_writable_folder
-    from .bench import _device_name
+    from .bench import describe_device
     from .settings import load_settings
 
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
@@ -349,7 +351,7 @@ def run_nni_bench(plan: NniPlan, log: Log | None = None) -> dict[str, Any]:
                                            if b["peak_memory_gb"] > 0 else None),
                           "per_round_speedup": [y["s_per_step"] / x["s_per_step"]
                                                 for x, y in zip(a["rounds"], b["rounds"])]})
-    device_name = _device_name(load_settings("demo", {"device": plan.device, "threads": plan.overrides["threads"]}))
+    device_name = describe_device(load_settings("demo", {"device": plan.device, "threads": plan.overrides["threads"]}))
     doc = {"version": 1, "kind": "against-nni", "created": datetime.datetime.now().isoformat(timespec="seconds"),
            "device": device_name, "torch": torch.__version__, "nni": _version("nni"),
            "dataset": plan.dataset, "shape": {"cells": plan.layers, "channels": plan.channels,

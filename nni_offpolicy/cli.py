@@ -21,13 +21,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
                                      "off-policy REINFORCE controller, as an NNI 3.0 NAS strategy.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in ([only] if only else COMMANDS):
-        try:
-            module = importlib.import_module(f"nni_offpolicy.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"nni_offpolicy.commands.{name}":
-                continue  # not built yet
-            raise
-        module.register(sub)
+        importlib.import_module(f"nni_offpolicy.commands.{name}").register(sub)
     return parser
 
 

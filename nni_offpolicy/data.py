@@ -525,41 +525,6 @@ def _draw_crop_flip(n: int, pad: int, flip: bool, generator: torch.Generator
     return tops, lefts, flags
 
 
-def _crop_flip(x: torch.Tensor, pad: int, flip: bool, generator: torch.Generator) -> torch.Tensor:
-    tops, lefts, flags = _draw_crop_flip(x.shape[0], pad, flip, generator)
-    if tops is not None:
-        x = crop_with_offsets(x, pad, tops, lefts)
-    if flags is not None:
-        x = flip_with_flags(x, flags)
-    return x
-
-
-def cutout_batch(x: torch.Tensor, length: int, generator: torch.Generator) -> torch.Tensor:
-    """Cutout with centres drawn uniformly over the image on the CPU ``generator``."""
-    if length <= 0:
-        return x
-    n, _, h, w = x.shape
-    ys = torch.randint(0, h, (n,), generator=generator)
-    xs = torch.randint(0, w, (n,), generator=generator)
-    return cutout_with_centres(x, length, ys, xs)
-
-
-def augment_batch(x_uint8: torch.Tensor, pad: int, flip: bool, cutout: int, generator: torch.Generator
-                  ) -> torch.Tensor:
-    """Random crop, flip and cutout for a whole batch on its own device; random numbers come from the CPU
-    ``generator`` so CPU and CUDA runs agree bit for bit. (``BatchLoader`` applies cutout after normalising, as
-    DARTS does; here the cut square is 0 in the input's units.)"""
-    x = _crop_flip(x_uint8, pad, flip, generator)
-    return cutout_batch(x, cutout, generator)
-
-
-def normalize(x_uint8: torch.Tensor, mean: Iterable[float], std: Iterable[float]) -> torch.Tensor:
-    """uint8 -> float32 in [0,1] -> (x - mean) / std per channel, in one fused multiply-subtract."""
-    mean_t = torch.tensor(tuple(mean), dtype=torch.float32, device=x_uint8.device)[None, :, None, None]
-    std_t = torch.tensor(tuple(std), dtype=torch.float32, device=x_uint8.device)[None, :, None, None]
-    return x_uint8.float().mul_(1.0 / (255.0 * std_t)).sub_(mean_t / std_t)
-
-
 # --------------------------------------------------------------------------------------------------------------
 # Batches
 # --------------------------------------------------------------------------------------------------------------
@@ -646,10 +611,3 @@ class BatchLoader:
         batches = self.epoch(self.current_epoch)
         self.current_epoch += 1
         return batches
-
-    def endless(self, start_epoch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Epoch after epoch forever, for validation batches drawn every k training steps."""
-        epoch = start_epoch
-        while True:
-            yield from self.epoch(epoch)
-            epoch += 1

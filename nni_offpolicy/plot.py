@@ -32,7 +32,6 @@ from search_spaces.ops import OPS
 
 from .atomic import atomic_write
 from .errors import UserError
-from .profiling import as_architecture
 
 logger = logging.getLogger(__name__)
 
@@ -77,13 +76,13 @@ def op_color(op: str) -> str:
 
 def genotype_figure(genotype: Genotype | Mapping[str, Any], title: str | None = None) -> Figure:
     """The normal and reduction cells of a DARTS-family genotype, side by side, on an Agg canvas."""
-    genotype = as_architecture(genotype, "darts")
+    genotype = get_family("darts").normalise(genotype)
     return _figure([_darts_panel(genotype, "normal"), _darts_panel(genotype, "reduce")], title)
 
 
 def nb201_figure(sample_or_arch: Mapping[str, str] | str, title: str | None = None) -> Figure:
     """A NAS-Bench-201 cell (4 nodes, 6 edges; 'none' edges dashed and light) with its arch string below."""
-    sample = as_architecture(sample_or_arch, "nb201")
+    sample = get_family("nb201").normalise(sample_or_arch)
     return _figure([_nb201_panel(sample)], "NAS-Bench-201 cell" if title is None else title,
                    caption=sample_to_nb201(sample))
 

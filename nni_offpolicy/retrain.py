@@ -21,7 +21,6 @@ import logging
 import math
 import sys
 import time
-import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -34,7 +33,7 @@ from .checkpoint import atomic_save, check_seed, load, rng_state, seed_everythin
 from .devices import resolve_device
 from .errors import UserError
 from .locking import output_lock
-from .parsing import parse_bool
+from .parsing import coerce, field_types
 from .run_folder import check_resume_flags, clear_run, refuse_existing_run
 
 logger = logging.getLogger(__name__)
@@ -155,10 +154,11 @@ def evaluate(model: nn.Module, loader: Any) -> float:
     return 100.0 * correct / max(total, 1)
 
 
-def _settings_differences(saved: dict[str, Any], current: RetrainSettings) -> list[str]:
+def retrain_differences(saved: Mapping[str, Any], current: RetrainSettings) -> list[str]:
+    """Settings of ``current`` that differ from ``saved`` (a checkpoint's or result.json's record) other than
+    ``RESUME_MAY_DIFFER``: what a retrain resume and an ablation grid's retrain both refuse."""
     now = asdict(current)
-    return [f"{k}={saved.get(k)!r} (asked: {now[k]!r})" for k in now
-            if k not in RESUME_MAY_DIFFER and saved.get(k) != now[k]]
+    return [k for k in now if k not in RESUME_MAY_DIFFER and saved.get(k) != now[k]]
 
 
 class _Run:
@@ -225,7 +225,8 @@ class _Run:
         if ckpt.get("architecture") != self.arch_json:
             raise UserError(f"{path} was trained on a different architecture than {self.settings.genotype!r}; "
                             f"resume with the same genotype or choose another --output")
-        differences = _settings_differences(ckpt.get("settings") or {}, self.settings)
+        saved, now = ckpt.get("settings") or {}, asdict(self.settings)
+        differences = [f"{k}={saved.get(k)!r} (asked: {now[k]!r})" for k in retrain_differences(saved, self.settings)]
         if differences:
             raise UserError(f"{path} was written with other settings: {', '.join(differences)}")
         try:
@@ -300,8 +301,8 @@ def coerce_overrides(overrides: Mapping[str, Any], where: str,
     """Retrain settings from text or loosely typed values (``--retrain-set`` strings, an NNI tuner's numbers:
     TPE hands ``600.0`` for an int) to the dataclass's types, with one clear error per bad entry.
     ``where`` names the source in errors; ``reserved`` maps settings the caller sets itself to what sets them."""
-    hints = typing.get_type_hints(RetrainSettings)
-    known = {f.name for f in fields(RetrainSettings)}
+    hints = field_types(RetrainSettings)
+    known = set(hints)
     reserved = reserved or {}
     out: dict[str, Any] = {}
     for name, value in overrides.items():
@@ -311,31 +312,9 @@ def coerce_overrides(overrides: Mapping[str, Any], where: str,
         if key not in known:
             raise UserError(f"{where}: unknown retrain setting {name!r}; allowed: "
                             f"{', '.join(sorted(known - set(reserved)))}")
-        out[key] = _coerce(f"{where} {key}", value, hints[key])
+        out[key] = coerce(f"{where} {key}", value, hints[key])
     return out
 
-
-def _coerce(what: str, value: Any, hint: Any) -> Any:
-    args = typing.get_args(hint)
-    optional = type(None) in args
-    kind = next((a for a in args if a is not type(None)), hint) if args else hint
-    if value is None or (optional and isinstance(value, str) and value.lower() in ("none", "")):
-        return None
-    if kind is bool:
-        return value if isinstance(value, bool) else parse_bool(what, str(value))
-    if kind in (int, float):
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise UserError(f"{what}: expected a number, got {value!r}") from None
-        if kind is int:
-            if not number.is_integer():
-                raise UserError(f"{what}: expected an integer, got {value!r}")
-            return int(number)
-        return number
-    if kind is str:
-        return str(value)
-    return value
 
 def run_retrain(settings: RetrainSettings, output_dir: str | Path, resume: bool = False,
                 on_epoch: Callable[[dict], None] | None = None, progress: bool = True,

@@ -13,6 +13,8 @@ from typing import Iterable, Mapping
 
 from .errors import UserError
 
+GENOTYPE_FILE = "genotype.json"  # a finished search's result document: search writes it, ablate and lookup read it
+
 
 def check_resume_flags(resume: bool, overwrite: bool) -> None:
     """Both at once has no meaning: refused rather than one of them silently winning."""

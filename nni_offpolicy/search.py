@@ -36,7 +36,7 @@ from .monitor import RunLogger
 from .progressive import arch_key, build_decisions, derivable, derive, sample_to_arch, shrink
 from .replicas import Replicas, check_devices, launch
 from .rewards import RewardModel, probe_metric
-from .run_folder import check_resume_flags, clear_run, refuse_existing_run
+from .run_folder import GENOTYPE_FILE, check_resume_flags, clear_run, refuse_existing_run
 from .search_checkpoint import CHECKPOINT, RESUME_KEYS, SearchCheckpoint, load_resume_state  # noqa: F401
 from .search_result import ResultBuilder
 from .settings import SearchSettings
@@ -495,8 +495,8 @@ class ProgressiveSearch:
         return ResultBuilder(self).build(run)
 
 
-RUN_FILES = (CHECKPOINT, "metrics.jsonl", "genotype.json", "cell.png")  # what a search leaves, tensorboard/ aside
-RUN_MARKERS = {CHECKPOINT: "resumable", "genotype.json": "finished"}
+RUN_FILES = (CHECKPOINT, "metrics.jsonl", GENOTYPE_FILE, "cell.png")  # what a search leaves, tensorboard/ aside
+RUN_MARKERS = {CHECKPOINT: "resumable", GENOTYPE_FILE: "finished"}
 
 
 def run_search(settings: SearchSettings, output_dir: str | Path, resume: bool = False,
@@ -556,7 +556,7 @@ def _run_locked(settings: SearchSettings, out: Path, resume: bool, on_epoch: Epo
                      initial_ops, None)
     else:
         doc = _search_replica(Replicas(device), on_epoch, settings, out, resume_state, show, initial_ops, data)
-    atomic_write_text(json.dumps(doc, indent=2) + "\n", out / "genotype.json")
+    atomic_write_text(json.dumps(doc, indent=2) + "\n", out / GENOTYPE_FILE)
     return doc
 
 

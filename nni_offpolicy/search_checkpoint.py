@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from . import checkpoint as ckpt
 from .errors import UserError
+from .settings import resume_differences
 
 if TYPE_CHECKING:
     from .search import ProgressiveSearch, StageRun
@@ -21,8 +22,6 @@ if TYPE_CHECKING:
 CHECKPOINT = "checkpoint.pt"
 RESUME_KEYS = {"settings", "stage", "next_epoch", "edge_ops", "stage_state", "rng", "global_step", "reward_updates",
                "tracker", "stage_summaries", "jsonl_lines", "elapsed"}  # what SearchCheckpoint.restore reads
-# where and how a search runs may change between a run and its resume, not what it computes
-RUNTIME_SETTINGS = {"progress", "device", "devices", "precision", "channels_last", "compile"}
 
 
 def load_resume_state(path: Path, settings: "SearchSettings") -> dict[str, Any]:
@@ -31,11 +30,9 @@ def load_resume_state(path: Path, settings: "SearchSettings") -> dict[str, Any]:
     if not isinstance(state, dict) or not RESUME_KEYS <= set(state) or not isinstance(state["settings"], dict):
         raise UserError(f"checkpoint {path} is not a search checkpoint; start again with --overwrite "
                         f"(or another --output)")
-    saved = {"controller": "reinforce", "devices": 1, **state["settings"]}  # checkpoints older than these settings
-    if saved != settings.to_dict():
-        changed = sorted(k for k, v in settings.to_dict().items() if saved.get(k) != v)
-        if set(changed) - RUNTIME_SETTINGS:
-            raise UserError(f"--resume: settings differ from the checkpoint's in {changed}")
+    changed = resume_differences(state["settings"], settings)  # runtime settings may change
+    if changed:
+        raise UserError(f"--resume: settings differ from the checkpoint's in {changed}")
     return state
 
 

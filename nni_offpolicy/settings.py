@@ -18,7 +18,7 @@ from search_spaces.presets import SPACE_PRESETS, initial_edge_ops, space_preset
 
 from .errors import UserError
 from .learners import LEARNERS  # how alpha learns: REINFORCE, DARTS gradient, not at all
-from .parsing import parse_bool
+from .parsing import coerce, field_types
 
 BEHAVIOURS = ("uniform", "egreedy", "multinomial", "on-policy")
 WEIGHT_MODES = ("mixed", "path")
@@ -28,10 +28,10 @@ CHANNELS_LAST = ("auto", "on", "off")  # auto: on for CUDA
 FINAL_PICKS = ("policy", "best-sampled")
 ZERO_COST_SCORES = ("naswot",)  # kept in step with zero_cost.ZERO_COST_SCORES (a test checks)
 COMPILE_MODES = ("off", "ops")  # ops: torch.compile each candidate op module once per stage
-OPTIONAL_INTS = ("max_steps_per_epoch", "reward_batch_size", "eval_images", "zero_cost_layers",
-                 "zero_cost_images")  # None has a meaning of its own
-OPTIONAL_FLOATS = ("size_budget",)  # None: no budget
 REWARD_SOURCES = ("supernet", "table")  # accuracy through the shared weights | looked up in a benchmark table
+# How to compute, not what: the settings a resume may change (a search from its checkpoint, an ablation grid
+# from its runs' genotype.json or checkpoint); every other setting must be the record's (resume_differences).
+RUNTIME_SETTINGS = frozenset({"progress", "device", "devices", "precision", "channels_last", "compile", "threads"})
 STAGE_LISTS = ("layers", "ops_kept", "epochs", "warmup_epochs", "skip_dropout", "size_target", "size_exponent",
                "flops_target", "flops_exponent", "metric_target", "metric_exponent", "zero_cost_target",
                "zero_cost_exponent")
@@ -287,10 +287,6 @@ class SearchSettings:
         reward_scale(table, table.single_column(column))
 
 
-def _small_stages(**kw: Any) -> dict[str, Any]:
-    return kw
-
-
 SEARCH_PRESETS: dict[str, dict[str, Any]] = {
     # The README's main job: embedded digits, small stages, a couple of minutes on 2 CPU cores.
     "demo": dict(space="pdarts", dataset="digits", layers=[3, 4, 5], ops_kept=[4, 2, 1], epochs=[8, 8, 8],
@@ -322,75 +318,34 @@ SEARCH_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def _field_types() -> dict[str, Any]:
-    return {f.name: f for f in fields(SearchSettings)}
-
-
-def _coerce(name: str, value: Any, current: Any) -> Any:
-    """Turn CLI/YAML/NNI values into the field's type; scalars broadcast over stage lists."""
-    if name in STAGE_LISTS:
-        if isinstance(value, str):
-            value = [v for v in value.replace(" ", "").split(",") if v]
-        if not isinstance(value, (list, tuple)):
-            value = [value]
-        item_type = float if name not in ("layers", "ops_kept", "epochs", "warmup_epochs") else int
-        try:
-            items = [item_type(float(v)) if item_type is int and float(v).is_integer() else item_type(v)
-                     for v in value]
-        except (TypeError, ValueError):
-            raise UserError(f"{name}: expected numbers, got {value!r}") from None
-        if item_type is int and any(isinstance(v, float) and not float(v).is_integer() for v in value):
-            raise UserError(f"{name}: expected whole numbers, got {value!r}")
-        return items
+def _coerce(name: str, value: Any) -> Any:
+    """Turn CLI/YAML/NNI values into the field's type (``parsing.coerce``); scalars broadcast over stage lists."""
     if name in ("channels_last", "compile") and isinstance(value, bool):  # YAML reads on/off as booleans
         return ("on" if name == "channels_last" else "ops") if value else "off"
-    if isinstance(current, bool):
-        return parse_bool(name, value) if isinstance(value, str) else bool(value)
-    if isinstance(current, int) or name in OPTIONAL_INTS:
-        if value is None or (isinstance(value, str) and value.lower() in ("none", "")):
-            return None if name in OPTIONAL_INTS else current
-        try:
-            as_float = float(value)
-        except (TypeError, ValueError):
-            raise UserError(f"{name}: expected an integer, got {value!r}") from None
-        if not as_float.is_integer():
-            raise UserError(f"{name}: expected an integer, got {value!r}")
-        return int(as_float)
-    if isinstance(current, float) or name in OPTIONAL_FLOATS:
-        if name in OPTIONAL_FLOATS and (value is None or (isinstance(value, str) and value.lower() in ("none", ""))):
-            return None
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise UserError(f"{name}: expected a number, got {value!r}") from None
-    if name in ("zero_cost", "metric") and (value is None or str(value).lower() in ("none", "")):
-        return None  # switched off
-    if value is not None and not isinstance(value, str):
-        return str(value)
-    return value
+    return coerce(name, value, field_types(SearchSettings)[name])
 
 
-def saved_differences(saved: Mapping[str, Any], settings: SearchSettings,
-                      may_differ: frozenset[str] | set[str] = frozenset()) -> list[str]:
-    """Settings of ``settings`` that differ from ``saved`` (a checkpoint's or genotype.json's record), leaving out
-    ``may_differ``. A setting the record lacks was added after it was written: the run behaved as that setting's
-    default, so it is compared with the default (stage lists broadcast to the record's stages)."""
+def resume_differences(saved: Mapping[str, Any], settings: SearchSettings) -> list[str]:
+    """Settings of ``settings`` that differ from ``saved`` (a checkpoint's or genotype.json's record) other than
+    ``RUNTIME_SETTINGS``: what a search resume and an ablation grid's resume both refuse. A setting the record
+    lacks was added after it was written: the run behaved as that setting's default, so it is compared with the
+    default (stage lists broadcast to the record's stages)."""
     defaults = SearchSettings()
     stages = len(saved.get("layers", settings.layers))
     full = dict(saved)
     for name, value in defaults.to_dict().items():
         if name not in full:
             full[name] = value * stages if name in STAGE_LISTS and len(value) == 1 else value
-    return sorted(k for k, v in settings.to_dict().items() if k not in may_differ and full.get(k) != v)
+    return sorted(k for k, v in settings.to_dict().items() if k not in RUNTIME_SETTINGS and full.get(k) != v)
 
 
 def apply_overrides(settings: SearchSettings, overrides: Mapping[str, Any], source: str) -> SearchSettings:
-    known = _field_types()
+    known = field_types(SearchSettings)
     for name, value in overrides.items():
         key = name.replace("-", "_")
         if key not in known:
             raise UserError(f"{source}: unknown setting {name!r}; allowed: {', '.join(sorted(known))}")
-        setattr(settings, key, _coerce(key, value, getattr(settings, key)))
+        setattr(settings, key, _coerce(key, value))
     return settings
 
 

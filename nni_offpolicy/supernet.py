@@ -108,6 +108,3 @@ class Supernet(nn.Module):
     def candidate_ops(self) -> list[nn.Module]:
         """Every candidate op module of every edge: the units compiled one by one (``accel.Accel.prepare``)."""
         return [op for modules in self.edges.values() for edge in modules for op in edge.ops.values()]
-
-    def weight_parameters(self) -> list[nn.Parameter]:
-        return [p for p in self.parameters() if p.requires_grad]

@@ -12,6 +12,7 @@ from collections import namedtuple
 from pathlib import Path
 from typing import Any, Mapping, Sequence, Union
 
+from .nb201 import nb201_edge_keys
 from .ops import OPS
 
 Genotype = namedtuple("Genotype", "normal normal_concat reduce reduce_concat")
@@ -143,12 +144,6 @@ def parse_genotype(text: str) -> Genotype:
     except (SyntaxError, ValueError) as exc:
         raise GenotypeError(f"cannot parse Genotype expression: {exc}") from None
     return _normalise(kwargs)
-
-
-def save_genotype(genotype: Genotype, path: str | Path) -> None:
-    from nni_offpolicy.atomic import atomic_write_text  # the product's one way of writing a file
-
-    atomic_write_text(json.dumps(genotype_to_dict(genotype), indent=2) + "\n", path)
 
 
 def load_genotype(spec: str, index: int | None = None) -> Genotype:

@@ -1,42 +1,26 @@
 """The ablation harness: a real grid (5 variants x 2 seeds) at tiny size on the embedded digits, its table and
-plot, resume-by-skipping, retrain, bad input; and the pieces the variants need (DARTS' alpha gradient, random
-shrinking/derivation, DARTS' edge-strength input rule)."""
+plot, resume-by-skipping, retrain, bad input. (The pieces the variants need are tested with their modules:
+DARTS' alpha step in test_learners, random shrinking/derivation and the edge-strength rule in test_search.)"""
 from __future__ import annotations
 
 import csv
 import math
 import shutil
-from collections import Counter
 from pathlib import Path
 
 import pytest
 import torch
-from torch import nn
 
 from nni_offpolicy import checkpoint as ckpt
 from nni_offpolicy.ablate import COLUMNS, VARIANTS
 from nni_offpolicy.cli import main
-from nni_offpolicy.controller import Decision, OffPolicyController
-from nni_offpolicy.learners import darts_alpha_step
-from nni_offpolicy.progressive import build_decisions, derive, shrink
-from nni_offpolicy.supernet import Supernet
+from nni_offpolicy.progressive import derive
 from search_spaces.genotypes import genotype_from_dict, sample_to_genotype, validate_genotype
-from search_spaces.presets import build_space, initial_edge_ops
+from search_spaces.presets import initial_edge_ops
 
-# Two stages of 3 cells, one warm-up epoch and one controlled epoch each, 4 steps per epoch, path-mode weights:
-# every phase of every variant runs (warm-up, controller/DARTS/random steps, random or pi shrinking, derivation)
-# in about 4 s a run on one thread. Stage lists the demo preset gives 3 entries are set for 2 stages.
-TINY2 = {"layers": "3,3", "epochs": "2,2", "warmup_epochs": "1,1", "ops_kept": "2,1", "channels": 4,
-         "batch_size": 32, "train_portion": 0.8, "weight_mode": "path", "max_steps_per_epoch": 4,
-         "rl_interval_steps": 2, "samples_per_update": 4, "eval_layers": 3, "eval_channels": 4, "threads": 1,
-         "skip_dropout": 0, "size_target": 0.3, "size_exponent": -0.1, "flops_target": 600, "flops_exponent": 0,
-         "metric_target": 1, "metric_exponent": 0}
+from fixtures import TINY_TWO_STAGES, set_flags
+
 SEEDS = [0, 1]
-
-
-def _flags(overrides):
-    return [f for k, v in overrides.items() for f in ("--set", f"{k}={v}")]
-
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +28,7 @@ def grid(tmp_path_factory):
     """The whole grid, once, through the CLI."""
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("ablate") / "grid"
-    code = main(["ablate", "--seeds", ",".join(map(str, SEEDS)), "--output", str(out), *_flags(TINY2)])
+    code = main(["ablate", "--seeds", ",".join(map(str, SEEDS)), "--output", str(out), *set_flags(TINY_TWO_STAGES)])
     assert code == 0
     return out
 
@@ -144,7 +128,7 @@ def test_rerun_skips_finished_runs_and_retrains_with_the_reference(grid, tmp_pat
     capsys.readouterr()
     code = main(["ablate", "--seeds", "0,1", "--variants", "random,darts", "--retrain-epochs", "1",
                  "--retrain-set", "max_steps=2", "--retrain-set", "batch_size=64", "--output", str(out),
-                 *_flags(TINY2)])
+                 *set_flags(TINY_TWO_STAGES)])
     printed = capsys.readouterr().out
     assert code == 0, printed
     assert printed.count("done already") == 4 and "skipped" in printed
@@ -162,7 +146,7 @@ def test_rerun_skips_finished_runs_and_retrains_with_the_reference(grid, tmp_pat
     # a second re-run retrains nothing either
     code = main(["ablate", "--seeds", "0,1", "--variants", "random,darts", "--retrain-epochs", "1",
                  "--retrain-set", "max_steps=2", "--retrain-set", "batch_size=64", "--output", str(out),
-                 *_flags(TINY2)])
+                 *set_flags(TINY_TWO_STAGES)])
     assert code == 0 and capsys.readouterr().out.count("done already") == 4 + 4 + 2
 
 
@@ -170,7 +154,7 @@ def test_rerun_with_other_settings_is_refused_before_anything_runs(grid, tmp_pat
     out = tmp_path / "grid"
     shutil.copytree(grid, out)
     before = sorted(p.relative_to(out) for p in out.rglob("*"))
-    code = main(["ablate", "--seeds", "0,1", "--output", str(out), *_flags({**TINY2, "channels": 6})])
+    code = main(["ablate", "--seeds", "0,1", "--output", str(out), *set_flags({**TINY_TWO_STAGES, "channels": 6})])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "other settings (channels)" in err, err
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
@@ -183,7 +167,7 @@ def test_rerun_with_other_settings_is_refused_before_anything_runs(grid, tmp_pat
     (["--variants", ""], "--variants: give at least one of"),
     (["--seeds", ""], "--seeds: give at least one seed"),
     (["--seeds", " , "], "--seeds: give at least one seed"),
-    (["--seeds", "0,x"], "--seeds: 'x' is not an integer"),
+    (["--seeds", "0,x"], "--seeds: expected an integer, got 'x'"),
     (["--epsilon", "1.5"], "--epsilon must be in [0, 1]"),
     (["--set", "controller=darts"], "--set controller: the harness sets it per run; use --variants"),
     (["--set", "seed=3"], "use --seeds"),
@@ -202,147 +186,6 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, capsys, flag
     assert code == 2
     assert expected in err and len(err.splitlines()) == 1, err
     assert not out.exists()
-
-
-def test_unknown_controller_setting_is_one_line(tmp_path, capsys):
-    code = main(["search", "--output", str(tmp_path / "out"), "--set", "controller=evolution"])
-    err = capsys.readouterr().err.strip()
-    assert code == 2 and "unknown controller 'evolution'; allowed: reinforce, darts, random" in err
-    assert len(err.splitlines()) == 1
-
-
-# ------------------------------------------------------------------------------------------------ the pieces
-class TwoOpNet(nn.Module):
-    """A contrived one-edge supernet: op "good" maps x to the right logits, op "bad" to a wrong class; the mixed
-    output is w_good * good(x) + w_bad * bad(x)."""
-
-    def __init__(self):
-        super().__init__()
-        self.scale = nn.Parameter(torch.tensor(3.0))  # a weight, which the alpha step must leave alone
-        self.weights = None
-
-    def set_mixed(self, weights):
-        self.weights = weights["cell/op_1_0"]
-
-    def forward(self, x):
-        good, bad = self.scale * x, self.scale * x.roll(1, dims=1)
-        return self.weights[0] * bad + self.weights[1] * good  # options ("bad", "good"): no tie favours good
-
-
-def test_darts_step_moves_alpha_toward_the_op_with_lower_validation_loss():
-    controller = OffPolicyController([Decision("cell/op_1_0", ("bad", "good"), "op")], lr=0.1)
-    net = TwoOpNet()
-    y = torch.arange(8) % 4
-    x = nn.functional.one_hot(y, 4).float()
-    losses = []
-    for _ in range(10):
-        stats = darts_alpha_step(controller, net, [0], x, y)
-        assert stats["darts/alpha_grad_norm"] > 0  # softmax(alpha) is not detached
-        losses.append(stats["darts/valid_loss"])
-    pi = controller.probabilities()["cell/op_1_0"]
-    assert pi["good"] > 0.7 > 0.3 > pi["bad"]
-    assert losses[-1] < losses[0]
-    assert net.scale.grad is None and net.scale.item() == 3.0  # weights frozen: no gradient computed
-    assert controller.updates == 10
-
-
-def test_darts_step_on_the_real_supernet_changes_op_alphas_only():
-    edge_ops = initial_edge_ops("darts")
-    supernet = Supernet(build_space("darts", edge_ops, layers=3, channels=4, num_classes=4))
-    supernet.train()
-    controller = OffPolicyController(build_decisions("darts", edge_ops), lr=0.05)
-    op_rows = [r for r, d in enumerate(controller.decisions) if d.kind == "op"]
-    generator = torch.Generator().manual_seed(0)
-    x, y = torch.randn(8, 3, 8, 8, generator=generator), torch.randint(0, 4, (8,), generator=generator)
-    stats = darts_alpha_step(controller, supernet, op_rows, x, y)
-    assert stats["darts/alpha_grad_norm"] > 0 and math.isfinite(stats["darts/valid_loss"])
-    alpha = controller.alpha.detach()
-    moved = (alpha != 0).any(dim=1)
-    assert moved[op_rows].all()
-    assert not moved[[r for r in range(len(controller.decisions)) if r not in op_rows]].any()
-    assert all(p.grad is None for p in supernet.parameters())
-
-
-def test_random_shrink_is_uniform_seeded_and_unbiased():
-    edge_ops = initial_edge_ops("darts")
-    probs = OffPolicyController(build_decisions("darts", edge_ops)).probabilities()  # uniform pi
-    ops = edge_ops["normal"]["2_0"]
-    # uniform pi without a generator: the tie order keeps the first ops (the bias the random variant avoids)
-    assert shrink(edge_ops, probs, 2)["normal"]["2_0"] == ops[:2]
-    counts: Counter = Counter()
-    for seed in range(200):
-        kept = shrink(edge_ops, probs, 2, generator=torch.Generator().manual_seed(seed))
-        assert all(len(v) == 2 for kind in kept.values() for v in kind.values())
-        counts.update(kept["normal"]["2_0"])
-    assert set(counts) == set(ops) and max(counts.values()) < 2 * min(counts.values())  # ~50 each
-    same = [shrink(edge_ops, probs, 3, generator=torch.Generator().manual_seed(5)) for _ in range(2)]
-    assert same[0] == same[1]
-
-
-def test_random_derivation_gives_valid_different_genotypes():
-    edge_ops = initial_edge_ops("darts")
-    probs = OffPolicyController(build_decisions("darts", edge_ops)).probabilities()
-    genotypes = set()
-    for seed in range(20):
-        sample = derive("darts", edge_ops, probs, 2, generator=torch.Generator().manual_seed(seed))
-        genotype = validate_genotype(sample_to_genotype(sample), distinct_inputs=True)
-        assert "none" not in [op for op, _ in genotype.normal + genotype.reduce]
-        assert [op for op, _ in genotype.normal].count("skip_connect") <= 2
-        genotypes.add(str(genotype))
-    assert len(genotypes) == 20
-    nb = initial_edge_ops("nb201")
-    nb_probs = OffPolicyController(build_decisions("nb201", nb)).probabilities()
-    archs = {str(derive("nb201", nb, nb_probs, generator=torch.Generator().manual_seed(s))) for s in range(10)}
-    assert len(archs) > 1
-
-
-def test_edge_strength_picks_the_two_strongest_edges_not_the_pair_probabilities():
-    edge_ops = initial_edge_ops("darts")
-    probs = OffPolicyController(build_decisions("darts", edge_ops)).probabilities()
-    n = len(edge_ops["normal"]["3_0"])
-    for i, strongest in ((0, 0.2), (1, 0.5), (2, 0.6)):  # node 3's edges: best non-none op probability
-        probs[f"normal/op_3_{i}"] = {op: (strongest if op == "sep_conv_3x3" else (1 - strongest) / (n - 1))
-                                     for op in edge_ops["normal"]["3_0"]}
-    probs["normal/op_3_0"]["none"] = 0.9  # `none` does not count toward an edge's strength
-    probs["normal/input_3"] = {"0+1": 0.8, "0+2": 0.1, "1+2": 0.1}
-    assert derive("darts", edge_ops, probs)["normal/input_3"] == [0, 1]
-    by_strength = derive("darts", edge_ops, probs, inputs="edge_strength")
-    assert by_strength["normal/input_3"] == [1, 2]
-    validate_genotype(sample_to_genotype(by_strength), distinct_inputs=True)
-    with pytest.raises(ValueError, match="unknown input rule"):
-        derive("darts", edge_ops, probs, inputs="strongest")
-
-
-class _Killed(Exception):
-    pass
-
-
-@pytest.mark.parametrize("controller", ["darts", "random"])
-def test_darts_and_random_searches_resume_to_the_same_result(tmp_path, controller):
-    from nni_offpolicy.search import run_search
-    from nni_offpolicy.settings import load_settings
-
-    overrides = {"space": "nb201", "layers": "1,1,1", "epochs": "2,2,2", "warmup_epochs": "1,1,1",
-                 "ops_kept": "3,2,1", "channels": 4, "batch_size": 128, "max_steps_per_epoch": 4,
-                 "rl_interval_steps": 2, "samples_per_update": 4, "eval_layers": 1, "eval_channels": 4,
-                 "progress": False, "threads": 1, "controller": controller, "seed": 3}
-    reference = run_search(load_settings("demo", overrides), tmp_path / "ref")
-    seen = []
-
-    def kill_in_stage_2(record):
-        seen.append(record)
-        if (record["stage"], record["epoch"]) == (2, 2):  # its checkpoint is not written: resume from (2, 1)
-            raise _Killed
-
-    with pytest.raises(_Killed):
-        run_search(load_settings("demo", overrides), tmp_path / "run", on_epoch=kill_in_stage_2)
-    resumed = run_search(load_settings("demo", overrides), tmp_path / "run", resume=True)
-    assert resumed["arch"] == reference["arch"]
-    assert resumed["derived_valid_acc"] == pytest.approx(reference["derived_valid_acc"])
-    def untimed(stages):  # everything but the stage-end evaluation's wall time
-        return [{k: v for k, v in st.items() if k != "eval_seconds"} for st in stages]
-
-    assert untimed(resumed["stages"]) == untimed(reference["stages"])
 
 
 def test_parameter_free_share_counts_the_derived_cells_weightless_ops():
@@ -373,7 +216,8 @@ def test_a_grid_killed_mid_run_resumes_that_run_from_its_checkpoint(grid, tmp_pa
     import time
 
     out = tmp_path / "grid"
-    args = ["ablate", "--variants", "offpolicy-uniform", "--seeds", "0", "--output", str(out), *_flags(TINY2)]
+    args = ["ablate", "--variants", "offpolicy-uniform", "--seeds", "0", "--output", str(out),
+            *set_flags(TINY_TWO_STAGES)]
     proc = subprocess.Popen([sys.executable, "-m", "nni_offpolicy.cli", *args], cwd=tmp_path,
                             env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)

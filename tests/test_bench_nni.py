@@ -1,7 +1,7 @@
 """``bench --against nni`` and scripts/device_check.sh at toy size on the CPU: NNI 3.0's own strategies and ours
 side by side, every side's figures and every pair's ratio present; bad input is one line and exit 2.
 
-NasExperiment writes into ``~/nni-experiments``: $HOME points at a private tmp folder (as in test_experiments.py).
+NasExperiment writes into ``~/nni-experiments``: $HOME points at a private tmp folder (conftest's private_home).
 """
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from nni_offpolicy.bench_nni import PAIRS, SIDES
 from nni_offpolicy.cli import main
@@ -25,15 +24,7 @@ TINY = ["bench", "--against", "nni", "--device", "cpu", "--dataset", "digits", "
         "--steps", "3", "--set", "channels=4", "--set", "threads=1", "--rounds", "1"]
 
 
-@pytest.fixture
-def private_home(tmp_path, monkeypatch):
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("MPLCONFIGDIR", MPLCONFIGDIR)
-    before = torch.get_num_threads()
-    yield home
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.slow
 
 
 @pytest.mark.parametrize("argv,expected", [

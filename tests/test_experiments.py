@@ -40,7 +40,8 @@ TINY_SEARCH = yaml.safe_load(SMOKE_SEARCH.read_text())
 TINY_RETRAIN = ["--dataset", "digits", "--layers", "3", "--channels", "4", "--epochs", "2", "--batch-size", "64",
                 "--cutout", "0", "--max-steps", "4", "--device", "cpu"]
 
-pytestmark = pytest.mark.skipif(not NNICTL.exists(), reason="nnictl is not installed next to this Python")
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not NNICTL.exists(), reason="nnictl is not installed next to this Python")]
 
 
 # ------------------------------------------------------------------------------------------------ harness
@@ -139,11 +140,10 @@ class Experiment:
 
 
 @pytest.fixture
-def nni(tmp_path, monkeypatch):
-    """Factory of experiments under tmp_path with a private $HOME; stops every one of them at the end."""
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))  # in-process export reads the same registry
+def nni(tmp_path, private_home):
+    """Factory of experiments under tmp_path with a private $HOME (in-process export reads the same registry);
+    stops every one of them at the end."""
+    home = private_home
     made: list[Experiment] = []
 
     def make(name: str, config: dict[str, Any]) -> Experiment:

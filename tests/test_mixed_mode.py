@@ -17,18 +17,15 @@ from nni_offpolicy.search import run_search
 from nni_offpolicy.settings import load_settings
 from search_spaces.genotypes import genotype_from_dict, validate_genotype
 
-# test_search's TINY, in mixed mode, with small batches and evaluations (a mixed step runs all 8 ops per edge)
-MIXED = {"layers": "3,3,3", "epochs": "2,4,2", "warmup_epochs": "1,1,1", "ops_kept": "4,2,1", "channels": 4,
-         "batch_size": 32, "max_steps_per_epoch": 3, "rl_interval_steps": 2, "samples_per_update": 4,
-         "reward_batch_size": 16, "eval_images": 32, "eval_layers": 5, "eval_channels": 8, "progress": False,
-         "threads": 1, "weight_mode": "mixed"}
+from fixtures import TINY_MIXED, set_flags
+
 EPOCHS = [(1, 1), (1, 2), (2, 1), (2, 2), (2, 3), (2, 4), (3, 1), (3, 2)]
 
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> tuple[dict, Path]:
     out = tmp_path_factory.mktemp("mixed") / "ref"
-    return run_search(load_settings("demo", MIXED), out), out
+    return run_search(load_settings("demo", TINY_MIXED), out), out
 
 
 def _records(out: Path) -> list[dict]:
@@ -77,8 +74,7 @@ def test_mixed_search_killed_in_stage_2_resumes_to_the_same_result(reference, tm
     (unshrunk) op lists -- in mixed mode, in stage 2."""
     doc, ref_out = reference
     out = tmp_path / "killed"
-    flags = [f for k, v in MIXED.items() for f in ("--set", f"{k}={v}")]
-    command = ["search", "--preset", "demo", "--output", str(out), *flags]
+    command = ["search", "--preset", "demo", "--output", str(out), *set_flags(TINY_MIXED)]
     # killed in stage 2 once its 3rd epoch is logged: the checkpoint on disk is then that of epoch 2 or 3, so the
     # resumed stage holds a controller that has already learned (epoch 1 is warm-up: restoring a controller that
     # never updated would test nothing) and more stage-2 epochs are left to run with it

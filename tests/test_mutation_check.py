@@ -8,9 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_every_listed_breakage_is_caught_by_the_suite():
     done = subprocess.run([sys.executable, str(REPO / "scripts" / "mutation_check.py"), "--fast"], cwd=REPO,
                           capture_output=True, text=True, timeout=900)

@@ -12,21 +12,14 @@ from PIL import Image
 from nni_offpolicy.cli import main
 from nni_offpolicy.settings import load_settings
 
-# Three NB201 stages of 1 cell: seconds, yet warm-up, controller updates and the per-epoch logging all run.
-TINY_NB201 = {"layers": "1,1,1", "epochs": "2,2,2", "warmup_epochs": "1,1,1", "ops_kept": "3,2,1", "channels": 4,
-              "batch_size": 64, "max_steps_per_epoch": 4, "rl_interval_steps": 2, "samples_per_update": 4,
-              "reward_batch_size": 32, "eval_images": 64, "eval_layers": 1, "eval_channels": 4}
-
-
-def _flags(overrides: dict) -> list[str]:
-    return [f for k, v in overrides.items() for f in ("--set", f"{k}={v}")]
+from fixtures import TINY_NB201, set_flags
 
 
 @pytest.fixture(scope="module")
 def searched(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("outputs") / "run"
     assert main(["search", "--preset", "nb201", "--dataset", "digits", "--quiet", "--output", str(out),
-                 *_flags(TINY_NB201)]) == 0
+                 *set_flags(TINY_NB201)]) == 0
     return out
 
 

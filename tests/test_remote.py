@@ -55,6 +55,7 @@ SSHD = _tool("sshd", "/usr/sbin/sshd", "/usr/local/sbin/sshd")
 SSH_KEYGEN = _tool("ssh-keygen", "/usr/bin/ssh-keygen")
 
 pytestmark = [
+    pytest.mark.slow,
     pytest.mark.skipif(not NNICTL.exists(), reason="nnictl is not installed next to this Python"),
     pytest.mark.skipif(SSHD is None, reason="OpenSSH server (sshd) is not installed: apt-get install openssh-server"),
     pytest.mark.skipif(SSH_KEYGEN is None, reason="ssh-keygen is not installed: apt-get install openssh-client"),

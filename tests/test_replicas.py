@@ -15,9 +15,7 @@ from nni_offpolicy.settings import load_settings
 from nni_offpolicy.supernet import Supernet
 from search_spaces.presets import build_space, initial_edge_ops
 
-TINY = {"layers": "3,3,3", "epochs": "2,2,2", "warmup_epochs": "1,1,1", "ops_kept": "3,2,1", "channels": 4,
-        "batch_size": 64, "rl_interval_steps": 2, "samples_per_update": 4, "eval_layers": 5, "eval_channels": 8,
-        "progress": False, "threads": 1, "max_steps_per_epoch": 4}
+from fixtures import TINY_REPLICAS, set_flags
 
 
 def _supernet() -> Supernet:
@@ -69,10 +67,10 @@ def test_two_replicas_run_one_search_with_the_same_schedule(tmp_path):
     """A whole 3-stage search on two replicas: outputs written once, each epoch reported once to the caller in the
     launching process (an NNI trial's callback), the same steps and controller updates as on one device, and the
     replicas' weights equal at every stage end (checked inside the search)."""
-    settings = load_settings("demo", TINY)
+    settings = load_settings("demo", TINY_REPLICAS)
     reports: list[dict] = []
     single = run_search(settings, tmp_path / "one")
-    settings = load_settings("demo", {**TINY, "devices": 2})
+    settings = load_settings("demo", {**TINY_REPLICAS, "devices": 2})
     doc = run_search(settings, tmp_path / "two", on_epoch=reports.append)
     assert [r["global_epoch"] for r in reports] == [1, 2, 3, 4, 5, 6]
     lines = [json.loads(line) for line in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
@@ -90,7 +88,7 @@ def test_divergence_in_one_replica_stops_all_with_one_message(tmp_path, capfd):
     process's sys.stderr) never sees, so a traceback printed by a replica would go unnoticed."""
     out = tmp_path / "nan"
     code = main(["search", "--preset", "demo", "--output", str(out), "--set", "devices=2", "--set", "lr=1e30",
-                 *[f"--set={k}={v}" for k, v in TINY.items()]])
+                 *set_flags(TINY_REPLICAS)])
     err = capfd.readouterr().err
     assert code == 2
     assert "Traceback" not in err, err
@@ -125,7 +123,7 @@ def test_replicas_whose_weights_differ_stop_with_the_one_line_user_error(capfd):
 def test_bad_device_counts_are_one_line_before_anything_runs(tmp_path, capsys, overrides, expected):
     out = tmp_path / "bad"
     code = main(["search", "--preset", "demo", "--output", str(out),
-                 *[f"--set={k}={v}" for k, v in {**TINY, **overrides}.items()]])
+                 *set_flags({**TINY_REPLICAS, **overrides})])
     assert code == 2
     assert expected in capsys.readouterr().err
     assert not out.exists()

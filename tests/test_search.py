@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -21,10 +22,8 @@ from nni_offpolicy.supernet import Supernet
 from search_spaces.genotypes import genotype_from_dict, sample_to_genotype, validate_genotype
 from search_spaces.presets import build_space, initial_edge_ops
 
-# Small enough for seconds on 2 cores, big enough to run every phase (warm-up, controller, 3 stages, shrink).
-TINY = {"layers": "3,3,3", "epochs": "2,2,2", "warmup_epochs": "1,1,1", "ops_kept": "4,2,1", "channels": 4,
-        "batch_size": 128, "rl_interval_steps": 2, "samples_per_update": 4, "eval_layers": 5,
-        "eval_channels": 8, "progress": False, "threads": 1}
+from fixtures import TINY, set_flags
+
 
 
 
@@ -137,15 +136,11 @@ def _cli(args, tmp_path, **kw):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
 
 
-def _flags(overrides):
-    return [f for k, v in overrides.items() for f in ("--set", f"{k}={v}")]
-
-
 def test_killed_search_resumes_to_the_same_genotype(tmp_path):
     overrides = {**TINY, "epochs": "3,2,2"}
     reference = run_search(load_settings("demo", overrides), tmp_path / "ref")
     out = tmp_path / "killed"
-    proc = _cli(["search", "--preset", "demo", "--output", str(out), *_flags(overrides)], tmp_path)
+    proc = _cli(["search", "--preset", "demo", "--output", str(out), *set_flags(overrides)], tmp_path)
     deadline = time.time() + 240
     while time.time() < deadline:  # kill after the second epoch's checkpoint, mid-way through the first stage
         lines = (out / "metrics.jsonl").read_text().splitlines() if (out / "metrics.jsonl").exists() else []
@@ -156,7 +151,7 @@ def test_killed_search_resumes_to_the_same_genotype(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (out / "genotype.json").exists()
-    resumed = _cli(["search", "--preset", "demo", "--output", str(out), "--resume", *_flags(overrides)], tmp_path)
+    resumed = _cli(["search", "--preset", "demo", "--output", str(out), "--resume", *set_flags(overrides)], tmp_path)
     output, _ = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, output
     result = json.loads((out / "genotype.json").read_text())
@@ -194,7 +189,7 @@ def test_non_finite_reward_stops_with_stage_epoch_and_keeps_checkpoint(tmp_path,
     (tmp_path / "nan_metric.py").write_text("def latency(family, arch):\n    return float('nan')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     out = tmp_path / "run"
-    code = main(["search", "--output", str(out), *_flags({**TINY, "metric": "nan_metric:latency",
+    code = main(["search", "--output", str(out), *set_flags({**TINY, "metric": "nan_metric:latency",
                                                           "metric_exponent": -0.1})])
     assert code == 2
     state = torch.load(out / "checkpoint.pt", weights_only=False)
@@ -203,6 +198,93 @@ def test_non_finite_reward_stops_with_stage_epoch_and_keeps_checkpoint(tmp_path,
 
 
 def test_nan_message_names_stage_epoch_and_step(tmp_path, capsys):
-    code = main(["search", "--output", str(tmp_path / "nan"), *_flags({**TINY, "lr": 1e30})])
+    code = main(["search", "--output", str(tmp_path / "nan"), *set_flags({**TINY, "lr": 1e30})])
     err = capsys.readouterr().err
     assert code == 2 and "stage 1, epoch 1, step" in err, err
+
+
+def test_unknown_controller_setting_is_one_line(tmp_path, capsys):
+    code = main(["search", "--output", str(tmp_path / "out"), "--set", "controller=evolution"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "unknown controller 'evolution'; allowed: reinforce, darts, random" in err
+    assert len(err.splitlines()) == 1
+
+
+# ---------------------------------------------------------- the random and darts controllers (ablation variants)
+def test_random_shrink_is_uniform_seeded_and_unbiased():
+    edge_ops = initial_edge_ops("darts")
+    probs = OffPolicyController(build_decisions("darts", edge_ops)).probabilities()  # uniform pi
+    ops = edge_ops["normal"]["2_0"]
+    # uniform pi without a generator: the tie order keeps the first ops (the bias the random variant avoids)
+    assert shrink(edge_ops, probs, 2)["normal"]["2_0"] == ops[:2]
+    counts: Counter = Counter()
+    for seed in range(200):
+        kept = shrink(edge_ops, probs, 2, generator=torch.Generator().manual_seed(seed))
+        assert all(len(v) == 2 for kind in kept.values() for v in kind.values())
+        counts.update(kept["normal"]["2_0"])
+    assert set(counts) == set(ops) and max(counts.values()) < 2 * min(counts.values())  # ~50 each
+    same = [shrink(edge_ops, probs, 3, generator=torch.Generator().manual_seed(5)) for _ in range(2)]
+    assert same[0] == same[1]
+
+
+def test_random_derivation_gives_valid_different_genotypes():
+    edge_ops = initial_edge_ops("darts")
+    probs = OffPolicyController(build_decisions("darts", edge_ops)).probabilities()
+    genotypes = set()
+    for seed in range(20):
+        sample = derive("darts", edge_ops, probs, 2, generator=torch.Generator().manual_seed(seed))
+        genotype = validate_genotype(sample_to_genotype(sample), distinct_inputs=True)
+        assert "none" not in [op for op, _ in genotype.normal + genotype.reduce]
+        assert [op for op, _ in genotype.normal].count("skip_connect") <= 2
+        genotypes.add(str(genotype))
+    assert len(genotypes) == 20
+    nb = initial_edge_ops("nb201")
+    nb_probs = OffPolicyController(build_decisions("nb201", nb)).probabilities()
+    archs = {str(derive("nb201", nb, nb_probs, generator=torch.Generator().manual_seed(s))) for s in range(10)}
+    assert len(archs) > 1
+
+
+def test_edge_strength_picks_the_two_strongest_edges_not_the_pair_probabilities():
+    edge_ops = initial_edge_ops("darts")
+    probs = OffPolicyController(build_decisions("darts", edge_ops)).probabilities()
+    n = len(edge_ops["normal"]["3_0"])
+    for i, strongest in ((0, 0.2), (1, 0.5), (2, 0.6)):  # node 3's edges: best non-none op probability
+        probs[f"normal/op_3_{i}"] = {op: (strongest if op == "sep_conv_3x3" else (1 - strongest) / (n - 1))
+                                     for op in edge_ops["normal"]["3_0"]}
+    probs["normal/op_3_0"]["none"] = 0.9  # `none` does not count toward an edge's strength
+    probs["normal/input_3"] = {"0+1": 0.8, "0+2": 0.1, "1+2": 0.1}
+    assert derive("darts", edge_ops, probs)["normal/input_3"] == [0, 1]
+    by_strength = derive("darts", edge_ops, probs, inputs="edge_strength")
+    assert by_strength["normal/input_3"] == [1, 2]
+    validate_genotype(sample_to_genotype(by_strength), distinct_inputs=True)
+    with pytest.raises(ValueError, match="unknown input rule"):
+        derive("darts", edge_ops, probs, inputs="strongest")
+
+
+class _Killed(Exception):
+    pass
+
+
+@pytest.mark.parametrize("controller", ["darts", "random"])
+def test_darts_and_random_searches_resume_to_the_same_result(tmp_path, controller):
+    overrides = {"space": "nb201", "layers": "1,1,1", "epochs": "2,2,2", "warmup_epochs": "1,1,1",
+                 "ops_kept": "3,2,1", "channels": 4, "batch_size": 128, "max_steps_per_epoch": 4,
+                 "rl_interval_steps": 2, "samples_per_update": 4, "eval_layers": 1, "eval_channels": 4,
+                 "progress": False, "threads": 1, "controller": controller, "seed": 3}
+    reference = run_search(load_settings("demo", overrides), tmp_path / "ref")
+    seen = []
+
+    def kill_in_stage_2(record):
+        seen.append(record)
+        if (record["stage"], record["epoch"]) == (2, 2):  # its checkpoint is not written: resume from (2, 1)
+            raise _Killed
+
+    with pytest.raises(_Killed):
+        run_search(load_settings("demo", overrides), tmp_path / "run", on_epoch=kill_in_stage_2)
+    resumed = run_search(load_settings("demo", overrides), tmp_path / "run", resume=True)
+    assert resumed["arch"] == reference["arch"]
+    assert resumed["derived_valid_acc"] == pytest.approx(reference["derived_valid_acc"])
+    def untimed(stages):  # everything but the stage-end evaluation's wall time
+        return [{k: v for k, v in st.items() if k != "eval_seconds"} for st in stages]
+
+    assert untimed(resumed["stages"]) == untimed(reference["stages"])

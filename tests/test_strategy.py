@@ -12,19 +12,21 @@ from nni_offpolicy.strategy import ProgressiveOffPolicy, SearchData
 from search_spaces import DARTS_OPS, DartsCellSpace, NB201Space
 from search_spaces.genotypes import sample_to_genotype, validate_genotype
 
-TINY = dict(layers=[3, 3], epochs=[2, 1], warmup_epochs=[1, 0], ops_kept=[2, 1], skip_dropout=[0.0, 0.0],
-            size_target=[1.0, 1.0], size_exponent=[0.0, 0.0], flops_target=[1.0, 1.0], flops_exponent=[0.0, 0.0],
-            metric_target=[1.0, 1.0], metric_exponent=[0.0, 0.0], batch_size=128, rl_interval_steps=2,
-            samples_per_update=4, eval_layers=5, eval_channels=8, progress=False, threads=1)
+from fixtures import TINY_STRATEGY
 
 
+@pytest.mark.usefixtures("private_home")  # NNI writes its experiment registry and logs under ~/nni-experiments
 def test_nas_experiment_runs_the_strategy_and_exports_the_derived_cell(tmp_path):
     ops = ["max_pool_3x3", "skip_connect", "sep_conv_3x3", "dil_conv_3x3"]  # a user's own op set
     space = DartsCellSpace(normal_ops=ops, reduce_ops=ops, layers=3, channels=4, in_channels=1)
-    strategy = ProgressiveOffPolicy(preset="demo", output_dir=tmp_path, **TINY)
+    strategy = ProgressiveOffPolicy(preset="demo", output_dir=tmp_path, **TINY_STRATEGY)
     experiment = NasExperiment(space, SearchData("digits"), strategy)
-    experiment.run()
-    exported = experiment.export_top_models(formatter="dict")
+    try:
+        experiment.run()
+        exported = experiment.export_top_models(formatter="dict")
+        model = experiment.export_top_models(formatter="instance")[0]
+    finally:  # NNI stops an experiment at exit otherwise: logging to pytest's closed streams, under the real $HOME
+        experiment.stop()
     assert len(exported) == 1
     sample = exported[0]
     genotype = sample_to_genotype(sample)
@@ -32,7 +34,6 @@ def test_nas_experiment_runs_the_strategy_and_exports_the_derived_cell(tmp_path)
     assert {op for op, _ in genotype.normal + genotype.reduce} <= set(ops)
     saved = json.loads((tmp_path / "genotype.json").read_text())
     assert saved["sample"] == sample
-    model = experiment.export_top_models(formatter="instance")[0]
     assert model(torch.randn(2, 1, 8, 8)).shape == (2, 10)
 
 

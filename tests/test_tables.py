@@ -21,7 +21,7 @@ from nni_offpolicy.tables import canonical_arch, load_table, open_table, reward_
 from search_spaces.genotypes import NB201_EDGES, sample_to_nb201
 from search_spaces.ops import NB201_OPS
 
-from test_ablate import TINY2, _flags
+from fixtures import TINY_TWO_STAGES, set_flags
 
 EDGES = [f"cell/op_{j}_{i}" for j, i in NB201_EDGES]
 # an arbitrary cell (not a known good NB201 one): each edge's best op in the synthetic column
@@ -258,7 +258,7 @@ def test_ablate_table_on_a_tiny_supernet_grid(full, tmp_path):
     torch.set_num_threads(1)
     out = tmp_path / "grid"
     code = main(["ablate", "--space", "nb201", "--variants", "offpolicy-uniform,random", "--seeds", "0",
-                 "--table", f"{full['path']}:score", "--output", str(out), *_flags(TINY2)])
+                 "--table", f"{full['path']}:score", "--output", str(out), *set_flags(TINY_TWO_STAGES)])
     assert code == 0
     rows = _rows(out / "runs.csv")
     assert [r["variant"] for r in rows] == ["offpolicy-uniform", "random"]

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..run_folder import GENOTYPE_FILE
 
 DARTS_HINT = ("benchmark tables are NAS-Bench-201: give a search of the nb201 space, its genotype.json, an exported "
               "top.json of nb201 trials, or an arch string |op~0|+|op~0|op~1|+|op~0|op~1|op~2|")
@@ -34,7 +35,7 @@ def cells_of(spec: str) -> list[tuple[str, str, str]]:
         return [("arch string", "arch", spec)]
     path = Path(spec)
     if path.is_dir():
-        path = path / "genotype.json"
+        path = path / GENOTYPE_FILE
         if not path.exists():
             raise UserError(f"{spec} is a folder without a genotype.json (not a finished search)")
     if not path.exists():

@@ -31,7 +31,7 @@ def _scalar_type(hint: typing.Any) -> type:
     return hint
 
 
-def _add_settings_options(parser: argparse.ArgumentParser) -> None:
+def add_settings_options(parser: argparse.ArgumentParser) -> None:
     hints = typing.get_type_hints(RetrainSettings)
     for f in fields(RetrainSettings):
         flag = "--" + f.name.replace("_", "-")
@@ -55,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "retrain", help="retrain a searched architecture from scratch",
         description=__doc__.splitlines()[0].split(": ", 1)[1])
-    _add_settings_options(parser)
+    add_settings_options(parser)
     parser.add_argument("-o", "--output", metavar="DIR",
                         help="output folder (default runs/retrain-<genotype name or file stem>)")
     parser.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.pt")

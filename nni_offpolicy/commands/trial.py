@@ -51,9 +51,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     search.set_defaults(func=run_search_trial)
 
     retrain = sub.add_parser("retrain", help="one retrain per trial; parameter 'index' picks the architecture")
-    from .retrain import _add_settings_options
+    from .retrain import add_settings_options
 
-    _add_settings_options(retrain)
+    add_settings_options(retrain)
     retrain.set_defaults(func=run_retrain_trial)
 
 

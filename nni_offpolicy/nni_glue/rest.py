@@ -14,7 +14,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from .store import (ExperimentData, MetricRecord, TrialRecord, _as_int, attach_metrics, decode_metric,
+from .store import (ExperimentData, MetricRecord, TrialRecord, as_int, attach_metrics, decode_metric,
                     decode_parameters, read_registry)
 
 
@@ -66,9 +66,9 @@ class NniRest:
             parameter_id, parameters = decode_parameters(hyper[0]) if hyper else (None, {})
             trials[job["trialJobId"]] = TrialRecord(
                 trial_id=job["trialJobId"], status=job.get("status", "UNKNOWN"),
-                sequence_id=_as_int(job.get("sequenceId")), parameter_id=parameter_id, parameters=parameters,
+                sequence_id=as_int(job.get("sequenceId")), parameter_id=parameter_id, parameters=parameters,
                 log_path=job.get("logPath"), start_time=job.get("startTime"), end_time=job.get("endTime"))
-        metrics = [MetricRecord(trial_id=m.get("trialJobId"), parameter_id=_as_int(m.get("parameterId")),
+        metrics = [MetricRecord(trial_id=m.get("trialJobId"), parameter_id=as_int(m.get("parameterId")),
                                 type=m.get("type", ""), sequence=int(m.get("sequence") or 0),
                                 value=decode_metric(m.get("data")), timestamp=m.get("timestamp"))
                    for m in self.metric_data()]

@@ -97,7 +97,7 @@ class ExperimentData:
 
 
 # ---------------------------------------------------------------------------------------------------- decoding
-def _as_int(value: Any) -> int | None:
+def as_int(value: Any) -> int | None:
     if value is None or value == "":
         return None
     try:
@@ -136,7 +136,7 @@ def decode_parameters(data: Any) -> tuple[int | None, dict[str, Any]]:
     if not isinstance(record, dict):
         return None, {}
     params = record.get("parameters")
-    return _as_int(record.get("parameter_id")), dict(params) if isinstance(params, dict) else {}
+    return as_int(record.get("parameter_id")), dict(params) if isinstance(params, dict) else {}
 
 
 def attach_metrics(trials: dict[str, TrialRecord], metrics: Iterable[MetricRecord]) -> None:
@@ -238,7 +238,7 @@ def read_experiment_db(experiment_dir: str | Path, experiment_id: str | None = N
             trial.start_time = timestamp
         if event in TERMINAL_STATUSES:
             trial.end_time = timestamp
-    metrics = [MetricRecord(trial_id=t, parameter_id=_as_int(p), type=k, sequence=int(s or 0),
+    metrics = [MetricRecord(trial_id=t, parameter_id=as_int(p), type=k, sequence=int(s or 0),
                             value=decode_metric(d), timestamp=ts)
                for ts, t, p, k, s, d in metric_rows]
     attach_metrics(trials, metrics)

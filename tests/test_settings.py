@@ -1,0 +1,63 @@
+"""settings.resume_differences is the one rule for what a resume may change: a search resumed from its checkpoint
+and an ablation grid resumed over its finished runs both accept the runtime settings (how to compute: progress,
+device, devices, precision, channels_last, compile, threads) and refuse any other change."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from nni_offpolicy import checkpoint as ckpt
+from nni_offpolicy.ablate import plan_ablation
+from nni_offpolicy.errors import UserError
+from nni_offpolicy.search_checkpoint import RESUME_KEYS, load_resume_state
+from nni_offpolicy.settings import RUNTIME_SETTINGS, load_settings, resume_differences
+
+RUNTIME_CHANGE = {"progress": True, "device": "cpu", "devices": 2, "precision": "fp32", "channels_last": "off",
+                  "compile": "ops", "threads": 3}
+
+
+def test_the_runtime_settings_are_how_to_compute_and_nothing_else():
+    assert RUNTIME_SETTINGS == set(RUNTIME_CHANGE)
+    saved = load_settings("demo", {"progress": False}).to_dict()
+    assert resume_differences(saved, load_settings("demo", RUNTIME_CHANGE)) == []
+    assert resume_differences(saved, load_settings("demo", {**RUNTIME_CHANGE, "channels": 6, "seed": 1})) == [
+        "channels", "seed"]
+
+
+def test_a_record_without_a_newer_setting_is_compared_with_its_default():
+    saved = load_settings("demo").to_dict()
+    del saved["zero_cost"], saved["reward_source"]
+    assert resume_differences(saved, load_settings("demo")) == []
+    assert resume_differences(saved, load_settings("demo", {"zero_cost": "naswot"})) == ["zero_cost"]
+
+
+def _grid_with_a_finished_run(tmp_path, **changed):
+    plan = plan_ablation("demo", ["random"], [0], output=tmp_path)
+    run = plan.runs[0]
+    run.dir.mkdir(parents=True)
+    (run.dir / "genotype.json").write_text(json.dumps({"settings": {**run.settings.to_dict(), **changed}}))
+
+
+def test_an_ablation_grid_resumes_like_a_search_whatever_the_runtime_settings(tmp_path):
+    _grid_with_a_finished_run(tmp_path, **{k: v for k, v in RUNTIME_CHANGE.items() if k != "progress"})
+    plan_ablation("demo", ["random"], [0], output=tmp_path)  # devices and threads differ: accepted, as in search
+
+
+def test_an_ablation_grid_refuses_other_changes(tmp_path):
+    _grid_with_a_finished_run(tmp_path, channels=6)
+    with pytest.raises(UserError, match=r"other settings \(channels\)"):
+        plan_ablation("demo", ["random"], [0], output=tmp_path)
+
+
+@pytest.mark.parametrize("changed,refused", [(RUNTIME_CHANGE, None), ({"channels": 6}, "['channels']")])
+def test_a_search_checkpoint_resumes_by_the_same_rule(tmp_path, changed, refused):
+    settings = load_settings("demo")
+    state = {key: None for key in RESUME_KEYS}
+    state["settings"] = {**settings.to_dict(), **changed}
+    ckpt.atomic_save(state, tmp_path / "checkpoint.pt")
+    if refused is None:
+        assert load_resume_state(tmp_path / "checkpoint.pt", settings)["settings"] == state["settings"]
+    else:
+        with pytest.raises(UserError, match=f"settings differ from the checkpoint's in {refused}".replace("[", r"\[")):
+            load_resume_state(tmp_path / "checkpoint.pt", settings)

@@ -330,7 +330,7 @@ def _retrain(out: Path, settings, log: Log, label: str) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------------- running
 def arch_text(family: str, genotype: Any) -> str:
     """One line for a table: the Genotype(...) string, or the NB201 arch string."""
-    spec = get_family(plan.family)
+    spec = get_family(family)
     return spec.to_text(spec.from_json(genotype))
 
 

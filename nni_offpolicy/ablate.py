@@ -241,7 +241,7 @@ def table_values(plan: Plan, doc: Mapping[str, Any], log: Log) -> dict[str, Any]
     candidates = doc.get("final_candidates")  # final_pick=best-sampled: candidate 0 is the policy's own cell
     out["policy_table"] = (_table_value(plan, sample_to_nb201(candidates[0]["sample"]), log) if candidates
                            else out["derived_table"])
-    budget = doc["settings"].get("size_budget")
+    budget = doc.get("settings", {}).get("size_budget")
     if budget is not None:
         plan.budget_eval_size = doc["eval_size"]
         optimum = budget_optimum(plan, float(budget), doc["eval_size"])

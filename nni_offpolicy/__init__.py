@@ -5,6 +5,6 @@ __version__ = "0.1.0"
 def __getattr__(name: str):
     # ProgressiveOffPolicy pulls in NNI's one-shot machinery; import it only when asked for.
     if name in ("ProgressiveOffPolicy", "SearchData"):
-        from . import strategy
+        from nni_offpolicy.nni_glue import strategy
         return getattr(strategy, name)
     raise AttributeError(name)

@@ -10,7 +10,7 @@ import importlib
 import sys
 import warnings
 
-from .errors import UserError
+from nni_offpolicy.errors import UserError
 
 COMMANDS = ["search", "profile", "retrain", "export", "plot", "trial", "bench", "ablate", "lookup"]
 

@@ -28,13 +28,13 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
-from .atomic import atomic_append_line, atomic_write_text, check_writable_folder, remove_stale_temps
-from .checkpoint import atomic_save, check_seed, load, rng_state, seed_everything, set_rng_state
-from .devices import resolve_device
-from .errors import UserError
-from .locking import output_lock
-from .parsing import coerce, field_types
-from .run_folder import check_resume_flags, clear_run, refuse_existing_run
+from nni_offpolicy.files.atomic import atomic_append_line, atomic_write_text, check_writable_folder, remove_stale_temps
+from nni_offpolicy.files.checkpoint import atomic_save, check_seed, load, rng_state, seed_everything, set_rng_state
+from nni_offpolicy.search.devices import resolve_device
+from nni_offpolicy.errors import UserError
+from nni_offpolicy.files.locking import output_lock
+from nni_offpolicy.parsing import coerce, field_types
+from nni_offpolicy.files.run_folder import check_resume_flags, clear_run, refuse_existing_run
 
 logger = logging.getLogger(__name__)
 
@@ -169,7 +169,7 @@ class _Run:
         from search_spaces.families import architecture_to_json, get_family
         from search_spaces.genotypes import load_architecture
 
-        from .data import BatchLoader, load_dataset, search_split
+        from nni_offpolicy.data.images import BatchLoader, load_dataset, search_split
 
         self.settings, self.progress = settings, progress
         # Everything that can fail on bad input happens here, before anything is written.

@@ -16,9 +16,9 @@ import yaml
 from search_spaces.families import Family, get_family
 from search_spaces.presets import SPACE_PRESETS, initial_edge_ops, space_preset
 
-from .errors import UserError
-from .learners import LEARNERS  # how alpha learns: REINFORCE, DARTS gradient, not at all
-from .parsing import coerce, field_types
+from nni_offpolicy.errors import UserError
+from nni_offpolicy.search.learners import LEARNERS  # how alpha learns: REINFORCE, DARTS gradient, not at all
+from nni_offpolicy.parsing import coerce, field_types
 
 BEHAVIOURS = ("uniform", "egreedy", "multinomial", "on-policy")
 WEIGHT_MODES = ("mixed", "path")
@@ -101,7 +101,7 @@ class SearchSettings:
     zero_cost_channels: int = 8
     zero_cost_images: int | None = None  # images of the first reward batch scored; None: min(64, reward batch)
     reward_source: str = "supernet"  # table: the accuracy term is reward_table's value; no supernet is trained
-    reward_table: str | None = None  # "TABLE.csv:COLUMN" (NB201 benchmark table; see tables.py)
+    reward_table: str | None = None  # "TABLE.csv:COLUMN" (NB201 benchmark table; see data/tables.py)
     # hard parameter budget (M params at eval size): a sampled cell above it gets reward 0 whatever its accuracy,
     # and the final pick keeps to it (a constraint, not a trade-off like size_exponent). None: no budget.
     size_budget: float | None = None
@@ -236,7 +236,7 @@ class SearchSettings:
     def _validate_numbers(self) -> None:
         """Non-finite numbers, seeds torch cannot take and counts below their minimum: a NaN learning rate or
         a temperature of 1e-300 would otherwise train for a while and then fail somewhere unrelated."""
-        from .checkpoint import check_seed
+        from nni_offpolicy.files.checkpoint import check_seed
 
         for f in fields(self):
             value = getattr(self, f.name)
@@ -281,7 +281,7 @@ class SearchSettings:
             raise UserError(f"reward_source=table trains no network, so devices must be 1, got {self.devices}")
         if not self.reward_table:
             raise UserError("reward_source=table needs reward_table=TABLE.csv:COLUMN")
-        from .tables import open_table, reward_scale
+        from nni_offpolicy.data.tables import open_table, reward_scale
 
         table, column = open_table(self.reward_table)
         reward_scale(table, table.single_column(column))

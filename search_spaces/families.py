@@ -64,7 +64,7 @@ class Family:
     drop_path: bool
     """The evaluation protocol uses drop-path."""
     tables: bool
-    """Benchmark tables (``nni_offpolicy.tables``) hold this family's cells."""
+    """Benchmark tables (``nni_offpolicy.data.tables``) hold this family's cells."""
     default_ops: tuple[str, ...]
     default_space: str
     """The space preset a bare space of this family searches as."""

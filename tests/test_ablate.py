@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from nni_offpolicy import checkpoint as ckpt
-from nni_offpolicy.ablate import COLUMNS, VARIANTS
+from nni_offpolicy.files import checkpoint as ckpt
+from nni_offpolicy.tools.ablate import COLUMNS, VARIANTS
 from nni_offpolicy.cli import main
-from nni_offpolicy.progressive import derive
+from nni_offpolicy.search.progressive import derive
 from search_spaces.genotypes import genotype_from_dict, sample_to_genotype, validate_genotype
 from search_spaces.presets import initial_edge_ops
 
@@ -191,7 +191,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(tmp_path, capsys, flag
 def test_parameter_free_share_counts_the_derived_cells_weightless_ops():
     """Catches a collapse column that counts the wrong ops: an NB201 cell of 3 weightless ops in 6 is 0.5, a DARTS
     genotype counts only its kept edges (normal and reduce), not the op decisions of dropped ones."""
-    from nni_offpolicy.ablate import parameter_free_share
+    from nni_offpolicy.tools.ablate import parameter_free_share
     from search_spaces.genotypes import genotype_to_dict, published_genotype
 
     nb201 = {"family": "nb201", "sample": {"cell/op_1_0": "none", "cell/op_2_0": "skip_connect",

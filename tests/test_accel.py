@@ -8,12 +8,12 @@ import math
 import torch
 import torch.nn.functional as F
 
-import nni_offpolicy.accel as accel_mod
-from nni_offpolicy.accel import Accel, NonFiniteWatch
-from nni_offpolicy.controller import OffPolicyController
-from nni_offpolicy.progressive import build_decisions
+import nni_offpolicy.search.accel as accel_mod
+from nni_offpolicy.search.accel import Accel, NonFiniteWatch
+from nni_offpolicy.search.controller import OffPolicyController
+from nni_offpolicy.search.progressive import build_decisions
 from nni_offpolicy.settings import load_settings
-from nni_offpolicy.supernet import Supernet
+from nni_offpolicy.search.supernet import Supernet
 from search_spaces.presets import build_space, initial_edge_ops
 
 CPU = torch.device("cpu")

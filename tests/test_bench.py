@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from nni_offpolicy.bench import default_dataset, extrapolate, plan_bench
+from nni_offpolicy.tools.bench import default_dataset, extrapolate, plan_bench
 from nni_offpolicy.cli import main
 from nni_offpolicy.errors import UserError
 

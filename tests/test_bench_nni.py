@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from nni_offpolicy.bench_nni import PAIRS, SIDES
+from nni_offpolicy.tools.bench_nni import PAIRS, SIDES
 from nni_offpolicy.cli import main
 
 REPO = Path(__file__).resolve().parents[1]

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from nni_offpolicy.controller import (Decision, OffPolicyController, Samples, behaviour_probs,
+from nni_offpolicy.search.controller import (Decision, OffPolicyController, Samples, behaviour_probs,
                                       policy_gradient_loss)
 
 TINY = [Decision("a", (0, 1)), Decision("b", (0, 1, 2)), Decision("c", (0, 1))]

@@ -12,8 +12,8 @@ import torch
 import torchvision.transforms.functional as TF
 from PIL import Image
 
-import nni_offpolicy.data as data_mod
-from nni_offpolicy.data import (
+import nni_offpolicy.data.images as data_mod
+from nni_offpolicy.data.images import (
     DATASETS_HELP,
     BatchLoader,
     ImageSet,

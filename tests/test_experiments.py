@@ -366,7 +366,7 @@ def test_export_of_an_experiment_without_finished_trials(nni, tmp_path, capsys):
 def test_export_uses_the_parameters_a_trial_really_ran_with():
     """NNI 3.0 with trialConcurrency > 1 may hand trial A the parameters submitted for trial B; the metrics
     carry the truth (no manager needed to show the bookkeeping)."""
-    from nni_offpolicy.export import rank_trials
+    from nni_offpolicy.tools.export import rank_trials
     from nni_offpolicy.nni_glue.store import ExperimentData, MetricRecord, TrialRecord
 
     def trial(tid, seq, assigned, reported, value):

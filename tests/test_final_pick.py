@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 
 from nni_offpolicy.errors import UserError
-from nni_offpolicy.rewards import RewardModel
-from nni_offpolicy.search import Tracker, run_search
+from nni_offpolicy.search.rewards import RewardModel
+from nni_offpolicy.search.loop import Tracker, run_search
 from nni_offpolicy.settings import load_settings
 
 NB201_TINY = {"dataset": "digits", "layers": "1,1,1", "ops_kept": "3,2,1", "epochs": "2,2,2",
@@ -72,7 +72,7 @@ def test_best_sampled_pick_keeps_to_a_hard_budget(tmp_path):
 
 
 def test_a_darts_candidate_must_be_a_cell_the_derivation_could_give():
-    from nni_offpolicy.progressive import derivable
+    from nni_offpolicy.search.progressive import derivable
 
     base = {f"normal/op_{j}_{i}": "sep_conv_3x3" for j in range(2, 6) for i in range(j)}
     base.update({f"reduce/op_{j}_{i}": "max_pool_3x3" for j in range(2, 6) for i in range(j)})

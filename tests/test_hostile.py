@@ -118,7 +118,7 @@ def test_bad_retrain_rerun_leaves_the_finished_retrain_untouched(finished_retrai
 # ---------------------------------------------------------------------------------------- 2. one lock per folder
 HOLDER = """
 import sys, time
-from nni_offpolicy.locking import output_lock
+from nni_offpolicy.files.locking import output_lock
 with output_lock(sys.argv[1], "search"):
     print("locked", flush=True)
     time.sleep(60)
@@ -156,7 +156,7 @@ def test_second_run_into_a_locked_folder_refuses_at_once(held_folder, capsys, ar
 
 def test_lock_of_a_killed_process_is_free_again(held_folder):
     from nni_offpolicy.errors import UserError
-    from nni_offpolicy.locking import output_lock
+    from nni_offpolicy.files.locking import output_lock
 
     with pytest.raises(UserError, match="in use"):
         with output_lock(held_folder):
@@ -326,7 +326,7 @@ def test_bad_config_file_is_one_line_naming_the_file(tmp_path, capsys, name, con
 
 # --------------------------------------------------------------------------------------- 9. one atomic writer
 def test_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
-    from nni_offpolicy.atomic import atomic_write
+    from nni_offpolicy.files.atomic import atomic_write
 
     path = tmp_path / "genotype.json"
     path.write_text("old\n")
@@ -352,7 +352,7 @@ def test_metric_module_in_the_working_directory_is_found_without_pythonpath(tmp_
     working directory, on sys.path (``-P`` gives this interpreter the same sys.path), so ``mymodule`` beside the
     user's files was "No module named 'mymodule'"."""
     (tmp_path / "mymodule.py").write_text("def latency(family, architecture):\n    return 12.5\n")
-    code = ("from nni_offpolicy.rewards import load_metric\n"
+    code = ("from nni_offpolicy.search.rewards import load_metric\n"
             "import sys; assert '' not in sys.path and '.' not in sys.path\n"
             "print(load_metric('mymodule:latency')('nb201', None))")
     done = subprocess.run([sys.executable, "-P", "-c", code], cwd=tmp_path, capture_output=True, text=True,

@@ -11,13 +11,13 @@ import pytest
 import torch
 from torch import nn
 
-from nni_offpolicy import learners
-from nni_offpolicy.controller import Decision, OffPolicyController
+from nni_offpolicy.search import learners
+from nni_offpolicy.search.controller import Decision, OffPolicyController
 from nni_offpolicy.errors import UserError
-from nni_offpolicy.learners import LEARNERS, Learner, RandomSearch, darts_alpha_step, make_learner
-from nni_offpolicy.progressive import build_decisions
+from nni_offpolicy.search.learners import LEARNERS, Learner, RandomSearch, darts_alpha_step, make_learner
+from nni_offpolicy.search.progressive import build_decisions
 from nni_offpolicy.settings import load_settings
-from nni_offpolicy.supernet import Supernet
+from nni_offpolicy.search.supernet import Supernet
 from search_spaces.presets import build_space, initial_edge_ops
 
 PACKAGE = Path(learners.__file__).parent

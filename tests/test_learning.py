@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from nni_offpolicy.retrain import RetrainSettings, run_retrain
-from nni_offpolicy.search import run_search
+from nni_offpolicy.search.loop import run_search
 from nni_offpolicy.settings import load_settings
 
 CLASSES = 4  # chance: 25 %

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from nni_offpolicy.search import run_search
+from nni_offpolicy.search.loop import run_search
 from nni_offpolicy.settings import load_settings
 from search_spaces.genotypes import genotype_from_dict, validate_genotype
 

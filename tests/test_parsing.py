@@ -1,7 +1,7 @@
 """parsing.coerce is the one coercion of setting values: search, retrain and ablate word a bad value alike."""
 import pytest
 
-from nni_offpolicy.ablate import parse_seeds
+from nni_offpolicy.tools.ablate import parse_seeds
 from nni_offpolicy.errors import UserError
 from nni_offpolicy.parsing import coerce
 from nni_offpolicy.retrain import coerce_overrides

@@ -11,7 +11,7 @@ from matplotlib.patches import Circle
 
 from nni_offpolicy.cli import main
 from nni_offpolicy.errors import UserError
-from nni_offpolicy.plot import genotype_figure, nb201_figure, op_color, plot_genotype, plot_nb201
+from nni_offpolicy.tools.plot import genotype_figure, nb201_figure, op_color, plot_genotype, plot_nb201
 from search_spaces import DARTS_OPS, NB201_OPS, PUBLISHED, GenotypeError
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -9,10 +9,10 @@ import torch.nn.functional as F
 
 from nni_offpolicy.cli import main
 from nni_offpolicy.errors import UserError
-from nni_offpolicy.replicas import Replicas, ReplicasDiverged, check_devices, launch
-from nni_offpolicy.search import run_search
+from nni_offpolicy.search.replicas import Replicas, ReplicasDiverged, check_devices, launch
+from nni_offpolicy.search.loop import run_search
 from nni_offpolicy.settings import load_settings
-from nni_offpolicy.supernet import Supernet
+from nni_offpolicy.search.supernet import Supernet
 from search_spaces.presets import build_space, initial_edge_ops
 
 from fixtures import TINY_REPLICAS, set_flags

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from nni_offpolicy.checkpoint import load
+from nni_offpolicy.files.checkpoint import load
 from nni_offpolicy.cli import main as cli_main
 from nni_offpolicy.errors import UserError
 from nni_offpolicy.retrain import RetrainSettings, run_retrain

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from nni_offpolicy.rewards import RewardModel
+from nni_offpolicy.search.rewards import RewardModel
 from nni_offpolicy.settings import load_settings
 from search_spaces import PUBLISHED
 

@@ -14,11 +14,11 @@ import pytest
 import torch
 
 from nni_offpolicy.cli import main
-from nni_offpolicy.controller import OffPolicyController
-from nni_offpolicy.progressive import build_decisions, derive, shrink
-from nni_offpolicy.search import run_search
+from nni_offpolicy.search.controller import OffPolicyController
+from nni_offpolicy.search.progressive import build_decisions, derive, shrink
+from nni_offpolicy.search.loop import run_search
 from nni_offpolicy.settings import load_settings
-from nni_offpolicy.supernet import Supernet
+from nni_offpolicy.search.supernet import Supernet
 from search_spaces.genotypes import genotype_from_dict, sample_to_genotype, validate_genotype
 from search_spaces.presets import build_space, initial_edge_ops
 

@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from nni_offpolicy import checkpoint as ckpt
-from nni_offpolicy.ablate import plan_ablation
+from nni_offpolicy.files import checkpoint as ckpt
+from nni_offpolicy.tools.ablate import plan_ablation
 from nni_offpolicy.errors import UserError
-from nni_offpolicy.search_checkpoint import RESUME_KEYS, load_resume_state
+from nni_offpolicy.search.checkpoint import RESUME_KEYS, load_resume_state
 from nni_offpolicy.settings import RUNTIME_SETTINGS, load_settings, resume_differences
 
 RUNTIME_CHANGE = {"progress": True, "device": "cpu", "devices": 2, "precision": "fp32", "channels_last": "off",

@@ -8,7 +8,7 @@ import torch
 from nni.nas.experiment import NasExperiment
 from nni.nas.nn.pytorch import InputChoice, LayerChoice
 
-from nni_offpolicy.strategy import ProgressiveOffPolicy, SearchData
+from nni_offpolicy.nni_glue.strategy import ProgressiveOffPolicy, SearchData
 from search_spaces import DARTS_OPS, DartsCellSpace, NB201Space
 from search_spaces.genotypes import sample_to_genotype, validate_genotype
 

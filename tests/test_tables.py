@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-from nni_offpolicy import checkpoint as ckpt
+from nni_offpolicy.files import checkpoint as ckpt
 from nni_offpolicy.cli import main
-from nni_offpolicy.tables import canonical_arch, load_table, open_table, reward_scale
+from nni_offpolicy.data.tables import canonical_arch, load_table, open_table, reward_scale
 from search_spaces.genotypes import NB201_EDGES, sample_to_nb201
 from search_spaces.ops import NB201_OPS
 
@@ -273,7 +273,7 @@ def test_ablate_table_on_a_tiny_supernet_grid(full, tmp_path):
 
 
 def test_table_reward_search_killed_and_resumed_ends_as_the_uninterrupted_one(full, tmp_path):
-    from nni_offpolicy.search import run_search
+    from nni_offpolicy.search.loop import run_search
     from nni_offpolicy.settings import load_settings
 
     def settings():
@@ -301,7 +301,7 @@ def test_table_reward_search_killed_and_resumed_ends_as_the_uninterrupted_one(fu
 
 
 def test_ablate_row_of_a_cell_the_table_lacks_is_nan_and_a_line(full, tmp_path):
-    from nni_offpolicy.ablate import Plan, table_values
+    from nni_offpolicy.tools.ablate import Plan, table_values
 
     small = tmp_path / "small.csv"
     small.write_text(f"arch,acc\n{full['archs'][5]},50\n")

@@ -6,11 +6,11 @@ import torch
 from torch import nn
 
 from nni_offpolicy import settings as settings_module
-from nni_offpolicy import zero_cost
+from nni_offpolicy.search import zero_cost
 from nni_offpolicy.errors import UserError
-from nni_offpolicy.rewards import RewardModel
+from nni_offpolicy.search.rewards import RewardModel
 from nni_offpolicy.settings import load_settings
-from nni_offpolicy.zero_cost import ZeroCostScorer, naswot_score
+from nni_offpolicy.search.zero_cost import ZeroCostScorer, naswot_score
 
 CONV = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
 NONE = "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"

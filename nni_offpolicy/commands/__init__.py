@@ -1,7 +1,7 @@
 """CLI sub-commands; each module exposes ``register(subparsers)``."""
 from __future__ import annotations
 
-from ..errors import UserError
+from nni_offpolicy.errors import UserError
 
 
 def parse_pairs(items: list[str], flag: str = "--set") -> dict[str, str]:

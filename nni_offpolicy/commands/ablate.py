@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import parse_pairs
+from nni_offpolicy.commands import parse_pairs
 
 VARIANT_NAMES = ("offpolicy-uniform", "offpolicy-egreedy", "on-policy", "random", "darts",
                  "offpolicy-naswot", "offpolicy-naswot-pick", "random-naswot-pick")  # = ablate.VARIANTS
@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..ablate import plan_ablation, run_ablation
+    from nni_offpolicy.tools.ablate import plan_ablation, run_ablation
 
     overrides = parse_pairs(args.overrides)
     if args.verbose:

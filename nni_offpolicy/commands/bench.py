@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import parse_pairs
+from nni_offpolicy.commands import parse_pairs
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -55,8 +55,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..bench import format_table, plan_bench, run_bench
-    from ..errors import UserError
+    from nni_offpolicy.tools.bench import format_table, plan_bench, run_bench
+    from nni_offpolicy.errors import UserError
 
     if args.against is not None:
         return _run_against(args)
@@ -78,8 +78,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_against(args: argparse.Namespace) -> int:
-    from ..bench_nni import format_nni_table, plan_nni, run_nni_bench
-    from ..errors import UserError
+    from nni_offpolicy.tools.bench_nni import format_nni_table, plan_nni, run_nni_bench
+    from nni_offpolicy.errors import UserError
 
     if args.against != "nni":
         raise UserError(f"--against {args.against!r}: the only comparison is --against nni")

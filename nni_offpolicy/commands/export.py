@@ -11,9 +11,9 @@ import json
 import sys
 from pathlib import Path
 
-from ..atomic import atomic_write_text, check_writable_file  # torch-free: export stays light
-from ..errors import UserError
-from ..export import export_top
+from nni_offpolicy.files.atomic import atomic_write_text, check_writable_file  # torch-free: export stays light
+from nni_offpolicy.errors import UserError
+from nni_offpolicy.tools.export import export_top
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import UserError
-from ..run_folder import GENOTYPE_FILE
+from nni_offpolicy.errors import UserError
+from nni_offpolicy.files.run_folder import GENOTYPE_FILE
 
 DARTS_HINT = ("benchmark tables are NAS-Bench-201: give a search of the nb201 space, its genotype.json, an exported "
               "top.json of nb201 trials, or an arch string |op~0|+|op~0|op~1|+|op~0|op~1|op~2|")
@@ -72,7 +72,7 @@ def cells_of(spec: str) -> list[tuple[str, str, str]]:
 
 def lookup(specs: list[str], table_spec: str) -> dict[str, Any]:
     """Everything ``lookup`` prints, as one JSON-able document; every input is checked before any output."""
-    from ..tables import canonical_arch, open_table
+    from nni_offpolicy.data.tables import canonical_arch, open_table
 
     table, column = open_table(table_spec)
     columns = [column] if column else list(table.columns)

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..plot import FORMATS, plot_architecture
-from .profile import GENOTYPE_HELP, load_spec
+from nni_offpolicy.tools.plot import FORMATS, plot_architecture
+from nni_offpolicy.commands.profile import GENOTYPE_HELP, load_spec
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

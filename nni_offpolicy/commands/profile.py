@@ -9,8 +9,8 @@ import torch
 from search_spaces.families import get_family
 from search_spaces.genotypes import PUBLISHED, load_architecture
 
-from ..errors import UserError
-from ..profiling import genotype_cost
+from nni_offpolicy.errors import UserError
+from nni_offpolicy.profiling import genotype_cost
 
 GENOTYPE_HELP = (f"a built-in name ({', '.join(sorted(PUBLISHED))}), a JSON file (a genotype, a search's "
                  "genotype.json or an exported list; see --index), a 'Genotype(...)' string, or a NAS-Bench-201 "

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from search_spaces.genotypes import is_existing_file_name
 
-from ..errors import UserError
-from ..retrain import RetrainSettings, checkpoint_settings, run_retrain
+from nni_offpolicy.errors import UserError
+from nni_offpolicy.retrain import RetrainSettings, checkpoint_settings, run_retrain
 
 
 _METAVARS = {"genotype": "FILE|NAME", "dataset": "D", "data_dir": "DIR", "device": "cpu|cuda|auto"}

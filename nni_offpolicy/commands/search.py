@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from . import parse_pairs
-from ..settings import SEARCH_PRESETS
+from nni_offpolicy.commands import parse_pairs
+from nni_offpolicy.settings import SEARCH_PRESETS
 
 # The flags most people touch; every other setting goes through --set KEY=VALUE (or --config FILE.yml).
 COMMON_FLAGS = {
@@ -66,8 +66,8 @@ def collect_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..search import run_search
-    from ..settings import load_settings
+    from nni_offpolicy.search.loop import run_search
+    from nni_offpolicy.settings import load_settings
 
     settings = load_settings(args.preset, collect_overrides(args), args.config)
     if args.print_settings:
@@ -88,6 +88,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _draw_cell(doc: dict, output: Path) -> None:
-    from ..plot import plot_architecture
+    from nni_offpolicy.tools.plot import plot_architecture
 
     plot_architecture(doc["family"], doc["genotype"], output / "cell.png")

@@ -22,11 +22,11 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, Mapping
 
-from . import parse_pairs
-from ..errors import UserError
+from nni_offpolicy.commands import parse_pairs
+from nni_offpolicy.errors import UserError
 
 if typing.TYPE_CHECKING:
-    from ..nni_glue.trial import TrialSession
+    from nni_offpolicy.nni_glue.trial import TrialSession
 
 # Numeric keys of run_search's document that can be a trial's 'default' metric.
 SEARCH_METRICS = ("derived_reward", "derived_valid_acc", "params_m", "flops_m")
@@ -51,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     search.set_defaults(func=run_search_trial)
 
     retrain = sub.add_parser("retrain", help="one retrain per trial; parameter 'index' picks the architecture")
-    from .retrain import add_settings_options
+    from nni_offpolicy.commands.retrain import add_settings_options
 
     add_settings_options(retrain)
     retrain.set_defaults(func=run_retrain_trial)
@@ -70,7 +70,7 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
 
 
 def _run_trial(body: typing.Callable[["TrialSession"], None]) -> int:
-    from ..nni_glue.trial import TrialSession, log_failure
+    from nni_offpolicy.nni_glue.trial import TrialSession, log_failure
 
     session = TrialSession()
     try:
@@ -116,8 +116,8 @@ def _epoch_reporter(session: "TrialSession") -> typing.Callable[[Mapping[str, An
 
 def run_search_trial(args: argparse.Namespace) -> int:
     def body(session) -> None:
-        from ..search import run_search
-        from ..settings import load_settings
+        from nni_offpolicy.search.loop import run_search
+        from nni_offpolicy.settings import load_settings
 
         overrides = {**parse_sets(args.overrides), **session.parameters}
         overrides["progress"] = False  # no progress bars in trial.log / trial.stderr
@@ -157,7 +157,7 @@ def _source_entry(genotype: str, index: int | None) -> dict[str, Any]:
 
 def run_retrain_trial(args: argparse.Namespace) -> int:
     def body(session) -> None:
-        from ..retrain import RetrainSettings, coerce_overrides, run_retrain
+        from nni_offpolicy.retrain import RetrainSettings, coerce_overrides, run_retrain
 
         given = {f.name: getattr(args, f.name) for f in fields(RetrainSettings) if hasattr(args, f.name)}
         values = {**given, **coerce_overrides(session.parameters, "the trial's parameters")}

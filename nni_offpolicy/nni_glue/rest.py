@@ -14,7 +14,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from .store import (ExperimentData, MetricRecord, TrialRecord, as_int, attach_metrics, decode_metric,
+from nni_offpolicy.nni_glue.store import (ExperimentData, MetricRecord, TrialRecord, as_int, attach_metrics, decode_metric,
                     decode_parameters, read_registry)
 
 

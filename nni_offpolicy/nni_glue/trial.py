@@ -40,7 +40,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from ..atomic import atomic_write_text
+from nni_offpolicy.files.atomic import atomic_write_text
 
 logger = logging.getLogger("nni_offpolicy.trial")
 

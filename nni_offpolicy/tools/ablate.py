@@ -20,7 +20,7 @@ Layout of ``output``::
     runs.csv, summary.md, ablation.png
 
 With ``table`` (``TABLE[:COLUMN]``, NB201 only) every run's derived and best-sampled cells are looked up in a
-benchmark table (``tables.py``): runs.csv, summary.md and ablation.png gain their values, beside the table's
+benchmark table (``data/tables.py``): runs.csv, summary.md and ablation.png gain their values, beside the table's
 median and optimum. The table is read and checked when the grid is planned, before any search runs.
 
 A run whose genotype.json exists is skipped (a killed grid resumes; a run killed mid-way resumes from its
@@ -47,18 +47,18 @@ from search_spaces.genotypes import sample_to_nb201
 from search_spaces.ops import is_parameter_free
 from search_spaces.presets import space_preset
 
-from . import checkpoint as ckpt
-from .atomic import atomic_write, atomic_write_text, check_writable_folder
-from .errors import UserError
-from .locking import output_lock
-from .parsing import parse_choices, parse_int
-from .profiling import EvalCostModel
-from .retrain import CHECKPOINT as RETRAIN_CHECKPOINT
-from .retrain import RESULT, RetrainSettings, coerce_overrides, retrain_differences, run_retrain
-from .run_folder import GENOTYPE_FILE
-from .search import CHECKPOINT, run_search
-from .settings import SearchSettings, load_settings, resume_differences
-from .tables import open_table
+from nni_offpolicy.files import checkpoint as ckpt
+from nni_offpolicy.files.atomic import atomic_write, atomic_write_text, check_writable_folder
+from nni_offpolicy.errors import UserError
+from nni_offpolicy.files.locking import output_lock
+from nni_offpolicy.parsing import parse_choices, parse_int
+from nni_offpolicy.profiling import EvalCostModel
+from nni_offpolicy.retrain import CHECKPOINT as RETRAIN_CHECKPOINT
+from nni_offpolicy.retrain import RESULT, RetrainSettings, coerce_overrides, retrain_differences, run_retrain
+from nni_offpolicy.files.run_folder import GENOTYPE_FILE
+from nni_offpolicy.search.loop import CHECKPOINT, run_search
+from nni_offpolicy.settings import SearchSettings, load_settings, resume_differences
+from nni_offpolicy.data.tables import open_table
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "offpolicy-uniform": {"controller": "reinforce", "behaviour": "uniform"},

@@ -1,6 +1,6 @@
 """How α learns: one class per learner (``settings.controller``), behind one small interface.
 
-The search loop (``search.ProgressiveSearch``, and the table reward source that reuses it) asks its learner what
+The search loop (``search.loop.ProgressiveSearch``, and the table reward source that reuses it) asks its learner what
 it needs to know instead of branching on the settings string: which policy the weight steps' paths and the
 reward samples come from, how one controller step updates α from those samples' rewards, what the Matthew
 measure reads as the current pick, and how a stage's shrinking and the derivation choose (by π, or uniformly at
@@ -19,11 +19,11 @@ import torch
 import torch.nn.functional as F
 
 if TYPE_CHECKING:  # annotations only: importing these here would tie the learners to the supernet's imports
-    from .accel import Accel
-    from .controller import OffPolicyController, Samples
-    from .replicas import Replicas
-    from .settings import SearchSettings
-    from .supernet import Supernet
+    from nni_offpolicy.search.accel import Accel
+    from nni_offpolicy.search.controller import OffPolicyController, Samples
+    from nni_offpolicy.search.replicas import Replicas
+    from nni_offpolicy.settings import SearchSettings
+    from nni_offpolicy.search.supernet import Supernet
 
 
 class Learner:

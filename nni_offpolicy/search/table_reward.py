@@ -23,14 +23,14 @@ from typing import Any
 
 import torch
 
-from . import checkpoint as ckpt
-from .monitor import RunLogger
-from .progressive import arch_key, sample_to_arch
-from .replicas import Replicas
-from .rewards import RewardModel
-from .search import EpochCallback, ProgressiveSearch, stage_controller
-from .settings import SearchSettings
-from .tables import open_table, reward_scale
+from nni_offpolicy.files import checkpoint as ckpt
+from nni_offpolicy.search.monitor import RunLogger
+from nni_offpolicy.search.progressive import arch_key, sample_to_arch
+from nni_offpolicy.search.replicas import Replicas
+from nni_offpolicy.search.rewards import RewardModel
+from nni_offpolicy.search.loop import EpochCallback, ProgressiveSearch, stage_controller
+from nni_offpolicy.settings import SearchSettings
+from nni_offpolicy.data.tables import open_table, reward_scale
 
 # Datasets whose shapes are fixed by definition (so their files, which may not be here, need not be read).
 KNOWN_SHAPES = {"cifar10": (50_000, 10, 3, 32), "cifar100": (50_000, 100, 3, 32)}
@@ -49,7 +49,7 @@ def data_shape(settings: SearchSettings) -> DataShape:
     the dataset, without holding its images where that can be avoided."""
     if settings.dataset in KNOWN_SHAPES:
         return DataShape(*KNOWN_SHAPES[settings.dataset])
-    from .data import load_dataset
+    from nni_offpolicy.data.images import load_dataset
 
     data = load_dataset(settings.dataset, "train", data_dir=settings.data_dir, download=settings.download)
     return DataShape(len(data), data.num_classes, data.in_channels, data.input_size)

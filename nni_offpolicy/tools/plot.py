@@ -30,8 +30,8 @@ from search_spaces.genotypes import Genotype, sample_to_nb201
 from search_spaces.nb201 import nb201_edge_keys
 from search_spaces.ops import OPS
 
-from .atomic import atomic_write
-from .errors import UserError
+from nni_offpolicy.files.atomic import atomic_write
+from nni_offpolicy.errors import UserError
 
 logger = logging.getLogger(__name__)
 

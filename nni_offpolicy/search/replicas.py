@@ -24,7 +24,7 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.distributed as dist
 
-from .errors import SearchDiverged, UserError
+from nni_offpolicy.errors import SearchDiverged, UserError
 
 
 class ReplicasDiverged(UserError):

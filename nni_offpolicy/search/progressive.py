@@ -13,7 +13,7 @@ import torch
 from search_spaces.families import EdgeOpLists, get_family
 from search_spaces.genotypes import Architecture
 
-from .controller import Decision
+from nni_offpolicy.search.controller import Decision
 
 Probabilities = Mapping[str, Mapping[str, float]]  # label -> option -> probability (inputs as "i+j")
 INPUT_RULES = ("pair", "edge_strength")

@@ -16,10 +16,10 @@ from typing import Any, Callable
 
 import torch
 
-from .errors import UserError
-from .profiling import EvalCostModel
-from .settings import SearchSettings
-from .zero_cost import ZeroCostScorer
+from nni_offpolicy.errors import UserError
+from nni_offpolicy.profiling import EvalCostModel
+from nni_offpolicy.settings import SearchSettings
+from nni_offpolicy.search.zero_cost import ZeroCostScorer
 
 MetricFn = Callable[[str, Any], float]
 

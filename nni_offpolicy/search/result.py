@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 from search_spaces.families import architecture_to_json, get_family
 
-from .progressive import arch_key, sample_to_arch
+from nni_offpolicy.search.progressive import arch_key, sample_to_arch
 
 if TYPE_CHECKING:
-    from .search import ProgressiveSearch, StageRun
+    from nni_offpolicy.search.loop import ProgressiveSearch, StageRun
 
 
 class ResultBuilder:

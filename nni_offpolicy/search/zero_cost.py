@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .profiling import build_eval_network
+from nni_offpolicy.profiling import build_eval_network
 
 ZERO_COST_SCORES = ("naswot",)
 

@@ -38,15 +38,15 @@ import torch
 
 from search_spaces.presets import initial_edge_ops
 
-from .accel import resolve_precision
-from .atomic import atomic_write_text, check_writable_file, check_writable_folder
-from .data import load_dataset, local_cifar10_archive, search_split
-from .devices import resolve_device
-from .errors import UserError
-from .locking import output_lock
-from .parsing import parse_choices
-from .search import run_search
-from .settings import PRECISIONS, SEARCH_PRESETS, WEIGHT_MODES, SearchSettings, load_settings
+from nni_offpolicy.search.accel import resolve_precision
+from nni_offpolicy.files.atomic import atomic_write_text, check_writable_file, check_writable_folder
+from nni_offpolicy.data.images import load_dataset, local_cifar10_archive, search_split
+from nni_offpolicy.search.devices import resolve_device
+from nni_offpolicy.errors import UserError
+from nni_offpolicy.files.locking import output_lock
+from nni_offpolicy.parsing import parse_choices
+from nni_offpolicy.search.loop import run_search
+from nni_offpolicy.settings import PRECISIONS, SEARCH_PRESETS, WEIGHT_MODES, SearchSettings, load_settings
 
 BENCH_EPOCHS = 4  # per stage: cold + warm weights-only, first + warm with controller updates
 BENCH_WARMUP = 2

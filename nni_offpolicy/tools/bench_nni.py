@@ -48,8 +48,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from .atomic import atomic_write_text
-from .errors import UserError
+from nni_offpolicy.files.atomic import atomic_write_text
+from nni_offpolicy.errors import UserError
 
 SIDES = ("nni-darts", "ours-darts", "ours-mixed", "nni-random", "ours-path")  # the order of one round
 PAIRS = (("ours-darts", "nni-darts"), ("ours-mixed", "nni-darts"), ("ours-path", "nni-darts"),
@@ -91,9 +91,9 @@ def plan_nni(dataset: str | None, device: str, steps: int | None, batch_size: in
              rounds: int, warm_skip: int, sides: str | None, precisions: str | None,
              overrides: Mapping[str, Any], output: str | None, json_path: str | None, verbose: bool) -> NniPlan:
     """Check every flag before anything is loaded; one ``UserError`` line otherwise."""
-    from .bench import default_dataset
-    from .devices import resolve_device
-    from .parsing import parse_choices
+    from nni_offpolicy.tools.bench import default_dataset
+    from nni_offpolicy.search.devices import resolve_device
+    from nni_offpolicy.parsing import parse_choices
 
     overrides = {k.replace("-", "_"): v for k, v in (overrides or {}).items()}
     for key in overrides:
@@ -212,7 +212,7 @@ def _nni_tensors(plan: NniPlan) -> tuple[Any, Any, Any, Any]:
     """The first images of our train and valid halves, as normalised float tensors (3 channels)."""
     import torch
 
-    from .data import load_dataset, search_split
+    from nni_offpolicy.data.images import load_dataset, search_split
 
     data = load_dataset(plan.dataset, "train")
     train, valid = search_split(data)
@@ -278,7 +278,7 @@ def run_nni_side(plan: NniPlan, side: str, tensors: tuple) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------------------------------- our side
 def our_settings(plan: NniPlan, side: str):
-    from .settings import STAGE_LISTS, load_settings
+    from nni_offpolicy.settings import STAGE_LISTS, load_settings
 
     ref = load_settings("pdarts")
     rl_interval = 1 if side == "ours-darts" else min(ref.rl_interval_steps, plan.steps)
@@ -294,7 +294,7 @@ def our_settings(plan: NniPlan, side: str):
 
 
 def run_our_side(plan: NniPlan, side: str, folder: Path) -> dict[str, Any]:
-    from .search import run_search
+    from nni_offpolicy.search.loop import run_search
 
     settings = our_settings(plan, side)
     epochs: list[dict] = []
@@ -315,9 +315,9 @@ def run_our_side(plan: NniPlan, side: str, folder: Path) -> dict[str, Any]:
 def run_nni_bench(plan: NniPlan, log: Log | None = None) -> dict[str, Any]:
     import torch
 
-    from .atomic import check_writable_file, check_writable_folder
-    from .bench import describe_device
-    from .settings import load_settings
+    from nni_offpolicy.files.atomic import check_writable_file, check_writable_folder
+    from nni_offpolicy.tools.bench import describe_device
+    from nni_offpolicy.settings import load_settings
 
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
     check_writable_folder(plan.output)

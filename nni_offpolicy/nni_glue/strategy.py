@@ -26,14 +26,14 @@ from nni.nas.space import ExecutableModelSpace
 
 from search_spaces.families import FAMILIES, family_of_space
 
-from .errors import UserError
-from .settings import SearchSettings, load_settings
+from nni_offpolicy.errors import UserError
+from nni_offpolicy.settings import SearchSettings, load_settings
 
 _logger = logging.getLogger(__name__)
 
 
 class SearchData(Evaluator):
-    """Which data a search (or a multi-trial evaluation) uses; see ``nni_offpolicy.data.load_dataset``."""
+    """Which data a search (or a multi-trial evaluation) uses; see ``nni_offpolicy.data.images.load_dataset``."""
 
     def __init__(self, dataset: str = "digits", data_dir: str | None = None, download: bool = False,
                  train_portion: float = 0.5, split_seed: int = 0, epochs: int = 1, batch_size: int = 64,
@@ -49,8 +49,8 @@ class SearchData(Evaluator):
         """Train a frozen model briefly and return its test accuracy (%), for NNI's multi-trial strategies."""
         import nni
 
-        from .data import BatchLoader, load_dataset
-        from .devices import resolve_device
+        from nni_offpolicy.data.images import BatchLoader, load_dataset
+        from nni_offpolicy.search.devices import resolve_device
 
         device = resolve_device(self.device)
         train = load_dataset(self.dataset, "train", self.data_dir, self.download)
@@ -87,7 +87,7 @@ def space_settings(space: Any) -> tuple[str, dict, dict[str, Any]]:
 
 
 class ProgressiveOffPolicy(OneShotStrategy):
-    """P-DARTS progressive shrinking with an off-policy REINFORCE controller (see ``nni_offpolicy.search``).
+    """P-DARTS progressive shrinking with an off-policy REINFORCE controller (see ``nni_offpolicy.search.loop``).
 
     ``settings`` (or ``preset`` + keyword overrides, as on the command line) configure the stages, the
     controller and the reward; ``output_dir`` receives genotype.json, tensorboard/, metrics.jsonl and checkpoints.
@@ -122,7 +122,7 @@ class ProgressiveOffPolicy(OneShotStrategy):
         return model_space
 
     def _run(self) -> None:
-        from .search import run_search
+        from nni_offpolicy.search.loop import run_search
 
         self.result = run_search(self.settings, self.output_dir, resume=self.resume, initial_ops=self._initial_ops,
                                  overwrite=self.overwrite)

@@ -21,9 +21,9 @@ from pathlib import Path
 from datetime import datetime, timezone
 from typing import Any
 
-from .errors import UserError
-from .nni_glue.rest import RestError, find_running
-from .nni_glue.store import ExperimentData, TrialRecord, find_experiment_dir, read_experiment_db, read_registry
+from nni_offpolicy.errors import UserError
+from nni_offpolicy.nni_glue.rest import RestError, find_running
+from nni_offpolicy.nni_glue.store import ExperimentData, TrialRecord, find_experiment_dir, read_experiment_db, read_registry
 
 EXPERIMENT_ID = re.compile(r"^[A-Za-z0-9_\-]{1,32}$")  # nni.experiment.management.is_valid_experiment_id
 ARCH_KEYS = ("genotype",)

@@ -27,7 +27,7 @@ import numpy as np
 
 from search_spaces.genotypes import GenotypeError, nb201_to_sample, sample_to_nb201
 
-from .errors import UserError
+from nni_offpolicy.errors import UserError
 
 ARCH_COLUMN = "arch"
 _LOWER_IS_BETTER = re.compile(r"(loss|error|err$|latency|time|params|flops|macs|cost)", re.I)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from .errors import UserError
+from nni_offpolicy.errors import UserError
 
 
 def resolve_device(name: str) -> torch.device:

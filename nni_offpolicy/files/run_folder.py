@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from .errors import UserError
+from nni_offpolicy.errors import UserError
 
 GENOTYPE_FILE = "genotype.json"  # a finished search's result document: search writes it, ablate and lookup read it
 

@@ -23,24 +23,24 @@ from tqdm import tqdm
 
 from search_spaces.presets import build_space, initial_edge_ops, space_preset
 
-from . import checkpoint as ckpt
-from .accel import Accel, NonFiniteWatch, peak_memory_gb, reset_peak_memory
-from .atomic import atomic_write_text, check_writable_folder, remove_stale_temps
-from .controller import OffPolicyController
-from .data import BatchLoader, ImageSet, load_dataset, search_split, train_half_size
-from .devices import resolve_device
-from .errors import SearchDiverged, UserError  # noqa: F401 (SearchDiverged: also importable from here)
-from .learners import make_learner
-from .locking import output_lock
-from .monitor import RunLogger
-from .progressive import arch_key, build_decisions, derivable, derive, sample_to_arch, shrink
-from .replicas import Replicas, check_devices, launch
-from .rewards import RewardModel, probe_metric
-from .run_folder import GENOTYPE_FILE, check_resume_flags, clear_run, refuse_existing_run
-from .search_checkpoint import CHECKPOINT, RESUME_KEYS, SearchCheckpoint, load_resume_state  # noqa: F401
-from .search_result import ResultBuilder
-from .settings import SearchSettings
-from .supernet import Supernet
+from nni_offpolicy.files import checkpoint as ckpt
+from nni_offpolicy.search.accel import Accel, NonFiniteWatch, peak_memory_gb, reset_peak_memory
+from nni_offpolicy.files.atomic import atomic_write_text, check_writable_folder, remove_stale_temps
+from nni_offpolicy.search.controller import OffPolicyController
+from nni_offpolicy.data.images import BatchLoader, ImageSet, load_dataset, search_split, train_half_size
+from nni_offpolicy.search.devices import resolve_device
+from nni_offpolicy.errors import SearchDiverged, UserError  # noqa: F401 (SearchDiverged: also importable from here)
+from nni_offpolicy.search.learners import make_learner
+from nni_offpolicy.files.locking import output_lock
+from nni_offpolicy.search.monitor import RunLogger
+from nni_offpolicy.search.progressive import arch_key, build_decisions, derivable, derive, sample_to_arch, shrink
+from nni_offpolicy.search.replicas import Replicas, check_devices, launch
+from nni_offpolicy.search.rewards import RewardModel, probe_metric
+from nni_offpolicy.files.run_folder import GENOTYPE_FILE, check_resume_flags, clear_run, refuse_existing_run
+from nni_offpolicy.search.checkpoint import CHECKPOINT, RESUME_KEYS, SearchCheckpoint, load_resume_state  # noqa: F401
+from nni_offpolicy.search.result import ResultBuilder
+from nni_offpolicy.settings import SearchSettings
+from nni_offpolicy.search.supernet import Supernet
 
 MONITOR_BATCHES = 10  # validation batches behind each epoch record's valid_acc/greedy_acc
 EpochCallback = Callable[[dict], None]
@@ -491,7 +491,7 @@ class ProgressiveSearch:
                 "eval_seconds": time.time() - started}
 
     def finish(self, run: StageRun) -> dict[str, Any]:
-        """genotype.json's document (``search_result.ResultBuilder``); a reward source adjusts it here."""
+        """genotype.json's document (``search.result.ResultBuilder``); a reward source adjusts it here."""
         return ResultBuilder(self).build(run)
 
 
@@ -548,7 +548,7 @@ def _run_locked(settings: SearchSettings, out: Path, resume: bool, on_epoch: Epo
         clear_run(out, RUN_FILES, ("tensorboard",))
     show = settings.progress if progress is None else progress
     if table_source:
-        from .table_reward import table_search
+        from nni_offpolicy.search.table_reward import table_search
 
         doc = table_search(settings, out, resume_state, on_epoch, show, initial_ops)
     elif settings.devices > 1:

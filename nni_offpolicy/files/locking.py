@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Iterator
 
-from .errors import UserError
+from nni_offpolicy.errors import UserError
 
 LOCK_NAME = ".nni-offpolicy.lock"
 

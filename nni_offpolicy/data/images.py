@@ -28,8 +28,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .atomic import atomic_write
-from .errors import UserError
+from nni_offpolicy.files.atomic import atomic_write
+from nni_offpolicy.errors import UserError
 
 DATASETS_HELP = (
     "digits (sklearn 8x8, embedded) | cifar10 | cifar100 (torchvision files in the data dir, or --download) | "

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import IO, Callable
 
-from .errors import UserError
+from nni_offpolicy.errors import UserError
 
 _TEMP = re.compile(r"^\..+\.tmp(\d+)$")
 

@@ -7,7 +7,7 @@ from typing import Any, Mapping
 
 from torch.utils.tensorboard import SummaryWriter
 
-from .atomic import atomic_append_line, atomic_write_text
+from nni_offpolicy.files.atomic import atomic_append_line, atomic_write_text
 
 
 class RunLogger:

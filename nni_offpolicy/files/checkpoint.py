@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .atomic import atomic_write
-from .errors import UserError
+from nni_offpolicy.files.atomic import atomic_write
+from nni_offpolicy.errors import UserError
 
 SEED_LIMIT = 2**32 - 1  # derived seeds (seed * 1_000_003 + ...) must stay inside torch's 64-bit seeds
 

@@ -11,13 +11,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from . import checkpoint as ckpt
-from .errors import UserError
-from .settings import resume_differences
+from nni_offpolicy.files import checkpoint as ckpt
+from nni_offpolicy.errors import UserError
+from nni_offpolicy.settings import resume_differences
 
 if TYPE_CHECKING:
-    from .search import ProgressiveSearch, StageRun
-    from .settings import SearchSettings
+    from nni_offpolicy.search.loop import ProgressiveSearch, StageRun
+    from nni_offpolicy.settings import SearchSettings
 
 CHECKPOINT = "checkpoint.pt"
 RESUME_KEYS = {"settings", "stage", "next_epoch", "edge_ops", "stage_state", "rng", "global_step", "reward_updates",

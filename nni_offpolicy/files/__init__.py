@@ -1,0 +1,1 @@
+"""What runs leave on disk: atomic writes, the folder lock, run-folder rules, checkpoints."""

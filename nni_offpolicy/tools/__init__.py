@@ -1,0 +1,1 @@
+"""Tools built on the search: ablation grids, benchmarks (ours and NNI's DARTS), plots, export."""

@@ -64,7 +64,7 @@ BREAKAGES = (
     Breakage("derive-first-op", "derivation takes each edge's first op instead of its most probable one",
              (("nni_offpolicy/search/progressive.py", "return max(allowed, key=lambda o: (p[o], -ops.index(o))) if allowed "
                "else None", "return allowed[0] if allowed else None", 1),
-              ("nni_offpolicy/search/progressive.py", 'max(ops, key=lambda o: (probs[f"cell/op_{key}"][o], -ops.index(o)))',
+              ("nni_offpolicy/search/progressive.py", 'max(ops, key=lambda o: (probs[f"{kind}/op_{key}"][o], -ops.index(o)))',
                "ops[0]", 1)),
              (*PLANTED, "tests/test_search.py::test_derivation_limits_skip_connects_and_drops_none")),
     Breakage("resume-loses-controller", "a resumed stage starts from a fresh controller, not the checkpoint's",

@@ -105,6 +105,10 @@ class SearchSettings:
     # hard parameter budget (M params at eval size): a sampled cell above it gets reward 0 whatever its accuracy,
     # and the final pick keeps to it (a constraint, not a trade-off like size_exponent). None: no budget.
     size_budget: float | None = None
+    # the first stage (1-based) whose rewards the budget zeroes; the final pick always keeps to it. A budget
+    # constrains the whole cell, not each edge: applied from stage 1, it drops every costly op from every edge at
+    # the first shrink, so a loose budget ends with cells as small as a tight one's.
+    size_budget_from_stage: int = 1
     # how the final cell is chosen: "policy" = the last stage's derivation by pi (P-DARTS); "best-sampled" = the
     # best of the last stage's final_candidates highest-reward sampled cells and the policy's cell, each scored
     # again on the eval_images (RSPS' best-of-N pick, on the controller's samples instead of random ones)
@@ -188,6 +192,9 @@ class SearchSettings:
             raise UserError(f"final_candidates must be >= 1, got {self.final_candidates}")
         if self.size_budget is not None and not self.size_budget > 0:
             raise UserError(f"size_budget must be > 0 M params (or none: no budget), got {self.size_budget}")
+        if not 1 <= self.size_budget_from_stage <= self.stages:
+            raise UserError(f"size_budget_from_stage must be a stage, 1 to {self.stages}, got "
+                            f"{self.size_budget_from_stage}")
         for name in ("size_target", "flops_target", "metric_target", "zero_cost_target"):
             for s, value in enumerate(getattr(self, name), start=1):
                 if not value > 0:

@@ -18,6 +18,10 @@ def test_hard_budget_gives_zero_above_it_and_leaves_cells_within_it_alone():
     model = RewardModel(settings, "nb201", num_classes=10, in_channels=3, input_size=32)
     assert model.reward(0.9, {"params_m": 0.1001, "flops_m": 1.0}, stage=0) == 0.0
     assert model.reward(0.9, {"params_m": 0.1, "flops_m": 1.0}, stage=0) == pytest.approx(0.9)
+    late = RewardModel(load_settings("nb201", {"size_budget": 0.1, "size_budget_from_stage": 3}).validate(),
+                       "nb201", 10, 3, 32)
+    assert late.reward(0.9, {"params_m": 0.2, "flops_m": 1.0}, stage=1) == pytest.approx(0.9)  # stage 2: not yet
+    assert late.reward(0.9, {"params_m": 0.2, "flops_m": 1.0}, stage=2) == 0.0  # the last stage (and the pick)
     unlimited = RewardModel(load_settings("nb201").validate(), "nb201", 10, 3, 32)
     assert unlimited.reward(0.9, {"params_m": 50.0, "flops_m": 1.0}, stage=0) == pytest.approx(0.9)
 
@@ -27,6 +31,7 @@ def test_hard_budget_gives_zero_above_it_and_leaves_cells_within_it_alone():
     ({"size_budget": "big"}, "size_budget: expected a number"),
     ({"final_pick": "vote"}, "unknown final_pick 'vote'; allowed: policy, best-sampled"),
     ({"final_candidates": "0"}, "final_candidates must be >= 1"),
+    ({"size_budget_from_stage": "4"}, "size_budget_from_stage must be a stage, 1 to 3, got 4"),
 ])
 def test_bad_final_pick_or_budget_is_one_clear_error(overrides, expected):
     with pytest.raises(UserError, match=expected.replace("(", r"\(")):

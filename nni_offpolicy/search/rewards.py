@@ -109,7 +109,7 @@ class RewardModel:
 
     def reward(self, accuracy: float, metrics: dict[str, float], stage: int) -> float:
         s = self.settings
-        if s.size_budget is not None and metrics["params_m"] > s.size_budget:
+        if s.size_budget is not None and stage + 1 >= s.size_budget_from_stage and metrics["params_m"] > s.size_budget:
             return 0.0  # a hard budget: no accuracy buys a cell above it
         r = accuracy
         terms = [("params_m", s.size_target, s.size_exponent), ("flops_m", s.flops_target, s.flops_exponent),

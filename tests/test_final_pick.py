@@ -1,6 +1,8 @@
 """The final pick (``final_pick=best-sampled``) and the hard parameter budget (``size_budget``)."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from nni_offpolicy.errors import UserError
@@ -88,3 +90,16 @@ def test_a_darts_candidate_must_be_a_cell_the_derivation_could_give():
     skips = {**base, **{f"normal/op_{j}_0": "skip_connect" for j in range(2, 5)}}
     assert not derivable("darts", skips) and derivable("darts", skips, max_skip_connect=3)
     assert derivable("nb201", {"cell/op_1_0": "none"})  # NB201 keeps every edge: none is an op like others
+
+
+def test_a_budget_no_cell_can_meet_is_reported_not_hidden(tmp_path, capsys):
+    from nni_offpolicy.cli import main
+
+    flags = [f for k, v in {**NB201_TINY, "final_pick": "best-sampled", "size_budget": 0.001}.items()
+             for f in ("--set", f"{k}={v}")]
+    assert main(["search", "--preset", "nb201", "--output", str(tmp_path / "run"), *flags]) in (0, None)
+    doc = json.loads((tmp_path / "run" / "genotype.json").read_text())
+    assert doc["within_budget"] is False and doc["params_m"] > 0.001
+    assert "exceed size_budget 0.001 M" in capsys.readouterr().err
+    met = run_search(load_settings("nb201", {**NB201_TINY, "size_budget": 100.0}), tmp_path / "met")
+    assert met["within_budget"] is True

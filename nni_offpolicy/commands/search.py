@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,11 @@ def run(args: argparse.Namespace) -> int:
           + (f"table {doc['reward_column']} {doc['derived_valid_acc']:.2f}%; " if doc.get("reward_source") == "table"
              else f"supernet valid acc {doc['derived_valid_acc']:.1f}%; ") +
           f"{doc['wall_time_s']:.0f} s")
+    if doc.get("within_budget") is False:
+        print(f"warning: the derived cell's {doc['params_m']:.3f} M params exceed size_budget "
+              f"{doc['settings']['size_budget']} M: no candidate of the last stage fit it (genotype.json: "
+              f"within_budget false); a later size_budget_from_stage or final_pick=best-sampled may help",
+              file=sys.stderr)
     print(f"wrote {output}/genotype.json, cell.png, metrics.jsonl, tensorboard/, checkpoint.pt")
     return 0
 

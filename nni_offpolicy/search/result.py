@@ -45,6 +45,10 @@ class ResultBuilder:
         }
         spec = get_family(family)
         doc[spec.text_field] = spec.to_text(arch)  # "arch" (NB201 string) or "genotype_str" (Genotype(...))
+        if s.size_budget is not None:
+            # a hard budget the answer breaks (no sampled or derived cell of the last stage's space fits it)
+            # must say so rather than pass for one within it
+            doc["within_budget"] = params / 1e6 <= s.size_budget
         if candidates:
             doc["final_candidates"] = candidates
         best = self.best_sampled(run)

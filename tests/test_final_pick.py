@@ -45,12 +45,12 @@ def test_tracker_ranks_cells_by_mean_reward_and_keeps_them_through_a_checkpoint(
     samples = [{"cell/op_1_0": op} for op in ("a", "b", "c")]
     tracker.observe_samples(0, [0.9, 0.1, 0.5, 0.0], [samples[0], samples[1], samples[2], samples[0]],
                             ["a", "b", "c", "a"], [{}] * 4)
-    assert [c["sample"]["cell/op_1_0"] for c in tracker.top_cells(2)] == ["c", "a"]  # a: mean 0.45 < c: 0.5
+    assert [c["sample"]["cell/op_1_0"] for c in tracker.ranked_cells()[:2]] == ["c", "a"]  # a: mean 0.45 < c: 0.5
     restored = Tracker(window=10)
     restored.load_state(tracker.state())
-    assert restored.top_cells(3) == tracker.top_cells(3)
+    assert restored.ranked_cells() == tracker.ranked_cells()
     restored.reset_stage()
-    assert restored.top_cells(3) == []
+    assert restored.ranked_cells() == []
 
 
 def test_best_sampled_pick_is_the_best_rescored_candidate(tmp_path):

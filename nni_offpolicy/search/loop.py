@@ -113,10 +113,9 @@ class Tracker:
             cell["reward_sum"] += r
             cell["count"] += 1
 
-    def top_cells(self, k: int) -> list[dict[str, Any]]:
-        """The ``k`` sampled cells of the stage with the highest mean reward (ties: the first sampled)."""
-        ranked = sorted(self.cells.values(), key=lambda c: -c["reward_sum"] / c["count"])
-        return ranked[:k]
+    def ranked_cells(self) -> list[dict[str, Any]]:
+        """The stage's sampled cells, highest mean reward first (ties: the first sampled)."""
+        return sorted(self.cells.values(), key=lambda c: -c["reward_sum"] / c["count"])
 
     def observe_argmax(self, labels: list[str], greedy: list[int]) -> None:
         for label, a in zip(labels, greedy):
@@ -407,8 +406,9 @@ class ProgressiveSearch:
         return derive(self.family, run.edge_ops, run.controller.probabilities(), self.settings.max_skip_connect,
                       generator=self.learner.choice_generator(run.stage, "derive"), inputs=self.learner.inputs)
 
-    def final_sample(self, run: StageRun) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        """The search's answer and, with ``final_pick=best-sampled``, how each candidate scored.
+    def final_sample(self, run: StageRun) -> tuple[dict[str, Any], float | None, list[dict[str, Any]]]:
+        """The search's answer, its accuracy on the ``eval_images`` where the pick measured it (None: not
+        measured yet) and, with ``final_pick=best-sampled``, how each candidate scored.
 
         With "policy" it is the last stage's derivation. With "best-sampled" the policy's cell and the
         ``final_candidates`` highest-mean-reward cells the last stage sampled are each scored again, on the
@@ -419,10 +419,9 @@ class ProgressiveSearch:
         s = self.settings
         policy = self.greedy_sample(run)
         if s.final_pick == "policy":
-            return policy, []
+            return policy, None, []
         candidates = {arch_key(self.family, policy, s.nodes): policy}
-        sampled = [c for c in self.tracker.top_cells(len(self.tracker.cells))
-                   if derivable(self.family, c["sample"], s.max_skip_connect)]
+        sampled = [c for c in self.tracker.ranked_cells() if derivable(self.family, c["sample"], s.max_skip_connect)]
         for cell in sampled[: s.final_candidates]:
             candidates.setdefault(arch_key(self.family, cell["sample"], s.nodes), cell["sample"])
         scored = []
@@ -433,7 +432,7 @@ class ProgressiveSearch:
                            "reward": self.rewards.reward(accuracy / 100.0, metrics, s.stages - 1),
                            "from": "policy" if not scored else "sampled"})
         best = max(range(len(scored)), key=lambda i: (scored[i]["reward"], -i))
-        return scored[best]["sample"], scored
+        return scored[best]["sample"], scored[best]["valid_acc"], scored
 
     def end_of_epoch(self, run: StageRun, epoch: int, global_epoch: int, train_loss: float, train_acc: float,
                      rewards: list[float], seconds: float) -> dict[str, Any]:

@@ -27,8 +27,9 @@ class ResultBuilder:
     def build(self, run: "StageRun") -> dict[str, Any]:
         """The document: derived cell, its accuracy/price/reward, the best sampled cell, stages, settings."""
         search, s, family = self.search, self.search.settings, self.search.family
-        derived, candidates = search.final_sample(run)
-        acc = search.evaluate(run, derived)
+        derived, acc, candidates = search.final_sample(run)
+        if acc is None:
+            acc = search.evaluate(run, derived)
         arch = sample_to_arch(family, derived, s.nodes)
         key = arch_key(family, derived, s.nodes)
         metrics = search.rewards.metrics(arch, key)

@@ -222,8 +222,11 @@ def table_values(plan: Plan, doc: Mapping[str, Any], log: Log) -> dict[str, Any]
     already taken their time, so the table is still written)."""
     out: dict[str, Any] = {}
     best = doc.get("best_sampled")
-    for name, arch in (("derived", doc.get("arch") or doc["genotype"]),
-                       ("best_sampled", best["genotype"] if best else None)):
+    candidates = doc.get("final_candidates")  # final_pick=best-sampled: candidate 0 is the policy's own cell
+    cells = [("derived", doc.get("arch") or doc["genotype"]), ("best_sampled", best["genotype"] if best else None)]
+    if candidates:
+        cells.append(("policy", sample_to_nb201(candidates[0]["sample"])))
+    for name, arch in cells:
         if arch is None:
             out[f"{name}_table"] = math.nan
             continue
@@ -238,9 +241,8 @@ def table_values(plan: Plan, doc: Mapping[str, Any], log: Log) -> dict[str, Any]
         out[f"{name}_table"] = found.value
         if name == "derived":
             out["derived_table_rank"] = found.rank
-    candidates = doc.get("final_candidates")  # final_pick=best-sampled: candidate 0 is the policy's own cell
-    out["policy_table"] = (_table_value(plan, sample_to_nb201(candidates[0]["sample"]), log) if candidates
-                           else out["derived_table"])
+    if not candidates:  # the policy's cell is the derived one
+        out["policy_table"] = out["derived_table"]
     budget = doc.get("settings", {}).get("size_budget")
     if budget is not None:
         plan.budget_eval_size = doc["eval_size"]
@@ -250,21 +252,13 @@ def table_values(plan: Plan, doc: Mapping[str, Any], log: Log) -> dict[str, Any]
     return out
 
 
-def _table_value(plan: Plan, arch: str, log: Log) -> float:
-    try:
-        return plan.table.value(arch, plan.table_column)
-    except UserError as exc:
-        log(f"  table: {exc}")
-        return math.nan
-
-
 def budget_optimum(plan: Plan, budget_m: float, eval_size: Mapping[str, int]) -> tuple[float, str, int]:
     """The table's best cell among those whose parameters at the runs' evaluation size are within ``budget_m``
     (M), the cell and how many cells qualify: what a hard-budget search is measured against. Every cell is
     priced by the same cost model the search's reward used (summed per-edge costs, about a second in all)."""
     key = (budget_m, tuple(sorted(eval_size.items())))
     if key not in plan.budget_optima:
-        model = EvalCostModel("nb201", layers=eval_size["layers"], channels=eval_size["channels"],
+        model = EvalCostModel(plan.family, layers=eval_size["layers"], channels=eval_size["channels"],
                               num_classes=eval_size["num_classes"], in_channels=eval_size["in_channels"],
                               input_size=eval_size["input_size"])
         within = np.array([model.cost(arch)[0] / 1e6 <= budget_m + 1e-12 for arch in plan.table.archs])

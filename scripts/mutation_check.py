@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help="comma-separated breakage names")
     parser.add_argument("--fast", action="store_true",
                         help="stop each breakage's tests at the first failure (-x): faster, names one catcher")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                        help="pytest processes at a time (default: one per CPU)")
     args = parser.parse_args(argv)
     if args.list:
         for b in BREAKAGES:
@@ -137,22 +140,35 @@ def main(argv: list[str] | None = None) -> int:
         for b in chosen:  # every breakage still applies to today's source, before anything runs
             apply(baseline, b, dry_run=True)
         guarded = tuple(dict.fromkeys(t for b in chosen for t in b.tests))
-        ok, seconds, tail, _ = run_tests(baseline, guarded, stop_early=False)
-        print(f"baseline (unbroken)          {'passed' if ok else 'FAILED'} in {seconds:.0f}s  {tail}", flush=True)
-        if not ok:
-            print("mutation_check: the guarding tests fail without any breakage; fix that first", file=sys.stderr)
-            return 2
-        missed = []
-        for b in chosen:
+
+        def broken(b: Breakage) -> tuple[bool, float, str, list[str]]:
             copy = scratch / b.name
             copy_repo(copy)
             apply(copy, b)
-            passed, seconds, tail, failed = run_tests(copy, b.tests, stop_early=args.fast)
-            print(f"{b.name:28s} {'NOT CAUGHT' if passed else 'caught'} in {seconds:.0f}s  ({b.what})"
-                  + ("" if passed else f"\n{'':28s} by {', '.join(failed) or tail}"), flush=True)
-            if passed:
-                missed.append(b.name)
-            shutil.rmtree(copy)
+            try:
+                return run_tests(copy, b.tests, stop_early=args.fast)
+            finally:
+                shutil.rmtree(copy)
+
+        # The baseline and the breakages are independent pytest processes of one thread each: they run
+        # side by side (--jobs), and the verdicts wait for the baseline, so a failing baseline still voids them.
+        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+            base = pool.submit(run_tests, baseline, guarded, False)
+            results = [pool.submit(broken, b) for b in chosen]
+            ok, seconds, tail, _ = base.result()
+            print(f"baseline (unbroken)          {'passed' if ok else 'FAILED'} in {seconds:.0f}s  {tail}", flush=True)
+            if not ok:
+                for future in results:
+                    future.cancel()
+                print("mutation_check: the guarding tests fail without any breakage; fix that first", file=sys.stderr)
+                return 2
+            missed = []
+            for b, future in zip(chosen, results):
+                passed, seconds, tail, failed = future.result()
+                print(f"{b.name:28s} {'NOT CAUGHT' if passed else 'caught'} in {seconds:.0f}s  ({b.what})"
+                      + ("" if passed else f"\n{'':28s} by {', '.join(failed) or tail}"), flush=True)
+                if passed:
+                    missed.append(b.name)
     print(f"{len(chosen) - len(missed)} of {len(chosen)} breakages caught in {time.time() - started:.0f}s"
           + (f"; not caught: {', '.join(missed)}" if missed else ""))
     return 1 if missed else 0

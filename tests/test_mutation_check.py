@@ -1,7 +1,7 @@
 """The suite bites: scripts/mutation_check.py breaks a scratch copy of the repository in seven named ways (weight
 step in search and in retrain, controller update, truncation, metric term, derivation's best op, controller
 restore on resume) and every one must make its guarding tests fail. Run as part of the suite so CI sees a
-breakage going uncaught the day a test is weakened (about 2.5 min on 2 cores)."""
+breakage going uncaught the day a test is weakened (about 1 min on 2 cores: one pytest process per core)."""
 from __future__ import annotations
 
 import subprocess

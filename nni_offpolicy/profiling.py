@@ -151,6 +151,12 @@ class EvalCostModel:
             self._edges[key] = profile_model(build_op(op, channels, stride), (1, channels, size, size))
         return self._edges[key]
 
+    def op_params(self, op: str) -> int:
+        """Parameters of ``op`` on a stride-1 edge of the network's first cell: how ops compare in price (the
+        order is the same at every edge, only the scale grows with the channels)."""
+        kind, channels, before, after = next(iter(self._cells()))
+        return self.edge_cost(op, channels, 1, after)[0]
+
     # ------------------------------------------------------------ internals
 
     def _price(self, arch: Any) -> tuple[int, int]:

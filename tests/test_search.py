@@ -40,7 +40,7 @@ def test_shrink_keeps_each_edges_own_top_k():
                                   else 0.0) for o in ops}
     probs["normal/op_2_1"] = {o: (0.6 if o == "dil_conv_3x3" else 0.4 if o == "skip_connect" else 0.1 if
                                   o == "avg_pool_3x3" else 0.0) for o in ops}
-    shrunk = shrink(edge_ops, probs, 3)
+    shrunk, _ = shrink(edge_ops, probs, 3)
     assert shrunk["normal"]["2_0"] == ["none", "max_pool_3x3", "sep_conv_5x5"]  # original order kept
     assert shrunk["normal"]["2_1"] == ["avg_pool_3x3", "skip_connect", "dil_conv_3x3"]
     assert all(len(v) == 3 for kind in shrunk.values() for v in kind.values())
@@ -216,14 +216,14 @@ def test_random_shrink_is_uniform_seeded_and_unbiased():
     probs = OffPolicyController(build_decisions("darts", edge_ops)).probabilities()  # uniform pi
     ops = edge_ops["normal"]["2_0"]
     # uniform pi without a generator: the tie order keeps the first ops (the bias the random variant avoids)
-    assert shrink(edge_ops, probs, 2)["normal"]["2_0"] == ops[:2]
+    assert shrink(edge_ops, probs, 2)[0]["normal"]["2_0"] == ops[:2]
     counts: Counter = Counter()
     for seed in range(200):
-        kept = shrink(edge_ops, probs, 2, generator=torch.Generator().manual_seed(seed))
+        kept, _ = shrink(edge_ops, probs, 2, generator=torch.Generator().manual_seed(seed))
         assert all(len(v) == 2 for kind in kept.values() for v in kind.values())
         counts.update(kept["normal"]["2_0"])
     assert set(counts) == set(ops) and max(counts.values()) < 2 * min(counts.values())  # ~50 each
-    same = [shrink(edge_ops, probs, 3, generator=torch.Generator().manual_seed(5)) for _ in range(2)]
+    same = [shrink(edge_ops, probs, 3, generator=torch.Generator().manual_seed(5))[0] for _ in range(2)]
     assert same[0] == same[1]
 
 

@@ -24,6 +24,7 @@ from tqdm import tqdm
 from search_spaces.presets import build_space, initial_edge_ops, space_preset
 
 from nni_offpolicy.files import checkpoint as ckpt
+from nni_offpolicy.search.budget import budget_fit
 from nni_offpolicy.search.accel import Accel, NonFiniteWatch, peak_memory_gb, reset_peak_memory
 from nni_offpolicy.files.atomic import atomic_write_text, check_writable_folder, remove_stale_temps
 from nni_offpolicy.search.controller import OffPolicyController
@@ -221,14 +222,24 @@ class ProgressiveSearch:
                 summary = self.finish_stage(run)
                 self.stage_summaries.append(summary)
                 if stage + 1 < s.stages:
-                    edge_ops = shrink(edge_ops, run.controller.probabilities(), s.ops_kept[stage],
-                                      generator=self.learner.choice_generator(stage, "shrink"))
+                    edge_ops, swaps = self.shrink(run, edge_ops)
+                    if swaps:  # the stage's record says why its successor's space is not its top-k
+                        summary["budget_swaps"] = swaps
                 stage, epoch = stage + 1, 0
                 if stage < s.stages:
                     self.checkpoint.save(stage, 0, edge_ops, None, logger.lines)
             return self.finish(run)
         finally:
             logger.close()
+
+    def shrink(self, run: StageRun, edge_ops: dict) -> tuple[dict, list[dict[str, str]]]:
+        """The next stage's space: each edge's top ops (``progressive.shrink``), kept able to meet a hard budget
+        (``search.budget``): the cheapest cell of the kept ops must fit, or the last stage may hold no cell that
+        does."""
+        s, probs = self.settings, run.controller.probabilities()
+        fits = budget_fit(self.rewards, self.family, s.nodes, s.size_budget, edge_ops, probs, s.max_skip_connect)
+        return shrink(edge_ops, probs, s.ops_kept[run.stage], generator=self.learner.choice_generator(run.stage, "shrink"),
+                      fits=fits, op_price=fits.op_params if fits else None)
 
     def _global_epoch(self, stage: int, epoch: int) -> int:
         return sum(self.settings.epochs[:stage]) + epoch

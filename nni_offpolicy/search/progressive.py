@@ -6,7 +6,7 @@ controller's decisions; neither of them knows the other.
 from __future__ import annotations
 
 from itertools import combinations
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 
@@ -46,10 +46,17 @@ def random_scores(probs: Probabilities, generator: torch.Generator) -> dict[str,
 
 
 def shrink(edge_ops: EdgeOpLists, probs: Probabilities, keep: int,
-           generator: torch.Generator | None = None) -> EdgeOpLists:
+           generator: torch.Generator | None = None, fits: Callable[[EdgeOpLists], bool] | None = None,
+           op_price: Mapping[str, float] | None = None) -> tuple[EdgeOpLists, list[dict[str, str]]]:
     """Each edge keeps its own top-``keep`` ops by pi, in their original order (P-DARTS' search-space
     approximation; ties go to the earlier op). With ``generator``: a uniformly random ``keep`` of each edge's ops
-    instead (the random baseline), drawn from that generator."""
+    instead (the random baseline), drawn from that generator.
+
+    With ``fits`` (a hard budget's test, ``search.budget``) and ``op_price``: while the kept space fails it, one
+    edge swaps its least probable kept op for its cheapest dropped op that is cheaper than everything it kept,
+    on the edge where that loses the least probability (ties: the earlier edge). Returns the space and the swaps
+    made (``edge``, ``dropped``, ``added``); a space that still fails once no cheaper op is left is returned as
+    it is (the search reports an answer above the budget)."""
     if generator is not None:
         probs = random_scores(probs, generator)
     result: EdgeOpLists = {}
@@ -59,7 +66,30 @@ def shrink(edge_ops: EdgeOpLists, probs: Probabilities, keep: int,
             p = probs[f"{kind}/op_{key}"]
             ranked = sorted(range(len(ops)), key=lambda k: (-p[ops[k]], k))[:keep]
             result[kind][key] = [ops[k] for k in sorted(ranked)]
-    return result
+    swaps: list[dict[str, str]] = []
+    if fits is None:
+        return result, swaps
+    if op_price is None:
+        raise ValueError("shrink: fits needs op_price")
+    while not fits(result):
+        options = []
+        for kind, edges in edge_ops.items():
+            for key, ops in edges.items():
+                p, kept = probs[f"{kind}/op_{key}"], result[kind][key]
+                floor = min(op_price[o] for o in kept)
+                cheaper = [o for o in ops if o not in kept and op_price[o] < floor]
+                if not cheaper:
+                    continue
+                added = min(cheaper, key=lambda o: (op_price[o], -p[o], ops.index(o)))
+                dropped = min(kept, key=lambda o: (p[o], -ops.index(o)))
+                options.append((p[dropped] - p[added], kind, key, dropped, added))
+        if not options:
+            break
+        _, kind, key, dropped, added = min(options, key=lambda o: o[0])  # min() keeps the earliest of ties
+        ops = edge_ops[kind][key]
+        result[kind][key] = [o for o in ops if o in result[kind][key] and o != dropped or o == added]
+        swaps.append({"edge": f"{kind}/op_{key}", "dropped": dropped, "added": added})
+    return result, swaps
 
 
 def _best_op(ops: list[str], p: Mapping[str, float], banned: set[str]) -> str | None:

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from nni_offpolicy.files import checkpoint as ckpt
-from nni_offpolicy.tools.ablate import COLUMNS, VARIANTS
+from nni_offpolicy.tools.ablate import COLUMNS, VARIANTS, plan_ablation
 from nni_offpolicy.cli import main
 from nni_offpolicy.search.progressive import derive
 from search_spaces.genotypes import genotype_from_dict, sample_to_genotype, validate_genotype
@@ -21,6 +21,10 @@ from search_spaces.presets import initial_edge_ops
 from fixtures import TINY_TWO_STAGES, set_flags
 
 SEEDS = [0, 1]
+# the nb201-proxy preset cut to two stages (its three-entry stage lists given one value per stage)
+NB201_TWO_STAGES = {"layers": "1,1", "ops_kept": "2,1", "epochs": "1,1", "warmup_epochs": "0,0", "skip_dropout": "0",
+                    "size_target": "1", "size_exponent": "0", "flops_target": "1", "flops_exponent": "0",
+                    "metric_target": "1", "metric_exponent": "0"}
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +93,19 @@ def test_every_variant_produces_a_valid_genotype_of_its_last_stage(grid):
             assert doc["best_sampled"]["stage"] == 2 and doc["params_m"] > 0
     egreedy = _doc(grid, "offpolicy-egreedy", 0)["settings"]
     assert egreedy["epsilon"] == 0.3
+    for variant in ("offpolicy-naswot-taper", "random-naswot-taper"):  # the zero-cost weight's last stage: 1
+        assert _doc(grid, variant, 0)["settings"]["zero_cost_exponent"] == [4.0, 1.0]
+
+
+def test_a_tapered_variant_fits_its_stage_list_to_the_grids_stages(tmp_path):
+    three = plan_ablation("nb201-proxy", "offpolicy-naswot-taper", "0", output=tmp_path / "a")
+    assert three.runs[0].settings.zero_cost_exponent == [4.0, 4.0, 1.0]
+    two = plan_ablation("nb201-proxy", "random-naswot-taper", "0", output=tmp_path / "b",
+                        overrides={**NB201_TWO_STAGES})
+    assert two.runs[0].settings.zero_cost_exponent == [4.0, 1.0] and two.runs[0].settings.controller == "random"
+    mine = plan_ablation("nb201-proxy", "offpolicy-naswot-taper", "0", output=tmp_path / "c",
+                         overrides={"zero_cost_exponent": "2"})  # --set still wins over the variant's default
+    assert mine.runs[0].settings.zero_cost_exponent == [2.0, 2.0, 2.0]
 
 
 def test_random_variant_differs_across_seeds_and_shrinks_at_random(grid):

@@ -6,7 +6,8 @@ import argparse
 from nni_offpolicy.commands import parse_pairs
 
 VARIANT_NAMES = ("offpolicy-uniform", "offpolicy-egreedy", "on-policy", "random", "darts",
-                 "offpolicy-naswot", "offpolicy-naswot-pick", "random-naswot-pick")  # = ablate.VARIANTS
+                 "offpolicy-naswot", "offpolicy-naswot-pick", "random-naswot-pick", "offpolicy-naswot-taper",
+                 "random-naswot-taper")  # = ablate.VARIANTS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

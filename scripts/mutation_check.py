@@ -104,7 +104,7 @@ def run_tests(copy: Path, tests: tuple[str, ...], stop_early: bool) -> tuple[boo
     """(passed, seconds, pytest's last line, the failing tests' ids)."""
     env = {**os.environ, "PYTHONPATH": str(copy), "OMP_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
     started = time.time()
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rf", *(["-x"] if stop_early else []),
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rf", "-n0", *(["-x"] if stop_early else []),
                            "-p", "no:cacheprovider", *tests], cwd=copy, env=env, capture_output=True, text=True)
     lines = (proc.stdout + proc.stderr).strip().splitlines()
     failed = [line.split()[1].split("::", 1)[-1] for line in lines if line.startswith(("FAILED ", "ERROR "))]

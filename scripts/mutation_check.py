@@ -74,7 +74,8 @@ BREAKAGES = (
              ("tests/test_search.py::test_killed_search_resumes_to_the_same_genotype",
               "tests/test_mixed_mode.py::test_mixed_search_killed_in_stage_2_resumes_to_the_same_result")),
     Breakage("budget-shrink-unchecked", "the shrink keeps its top ops even where no cell of them meets the budget",
-             (("nni_offpolicy/search/loop.py", "fits=fits, op_price=fits.op_params if fits else None)", "fits=None)", 1),),
+             (("nni_offpolicy/search/loop.py", "fits=fits, op_price=fits.op_params if fits else None)",
+               "fits=None)", 1),),
              ("tests/test_budget.py::test_a_late_budget_over_a_space_of_one_op_per_edge_still_ends_within_it",)),
 )
 

@@ -238,7 +238,8 @@ class ProgressiveSearch:
         does."""
         s, probs = self.settings, run.controller.probabilities()
         fits = budget_fit(self.rewards, self.family, s.nodes, s.size_budget, edge_ops, probs, s.max_skip_connect)
-        return shrink(edge_ops, probs, s.ops_kept[run.stage], generator=self.learner.choice_generator(run.stage, "shrink"),
+        chooser = self.learner.choice_generator(run.stage, "shrink")  # the random learner's draw; None: by pi
+        return shrink(edge_ops, probs, s.ops_kept[run.stage], generator=chooser,
                       fits=fits, op_price=fits.op_params if fits else None)
 
     def _global_epoch(self, stage: int, epoch: int) -> int:

@@ -32,6 +32,16 @@ TINY_NB201 = {"layers": "1,1,1", "epochs": "2,2,2", "warmup_epochs": "1,1,1", "o
               "batch_size": 64, "max_steps_per_epoch": 4, "rl_interval_steps": 2, "samples_per_update": 4,
               "reward_batch_size": 32, "eval_images": 64, "eval_layers": 1, "eval_channels": 4}
 
+# The demo and nb201 presets' three-entry stage lists, one value for every stage: what a test that gives a preset
+# another number of stages must set besides layers, epochs, warmup_epochs and ops_kept.
+ONE_VALUE_PER_STAGE = {"skip_dropout": "0", "size_target": "1", "size_exponent": "0", "flops_target": "1",
+                       "flops_exponent": "0", "metric_target": "1", "metric_exponent": "0"}
+
+# Three NB201 stages of 1 cell on the embedded digits, 128-image batches (the final pick's and budget's tests).
+NB201_TINY = {"dataset": "digits", "layers": "1,1,1", "ops_kept": "3,2,1", "epochs": "2,2,2",
+              "warmup_epochs": "1,1,1", "channels": 4, "batch_size": 128, "rl_interval_steps": 2,
+              "samples_per_update": 4, "eval_layers": 1, "eval_channels": 8, "progress": False, "threads": 1}
+
 # Two DARTS stages as ProgressiveOffPolicy's keyword arguments (typed values, every stage list given).
 TINY_STRATEGY = dict(layers=[3, 3], epochs=[2, 1], warmup_epochs=[1, 0], ops_kept=[2, 1], skip_dropout=[0.0, 0.0],
                      size_target=[1.0, 1.0], size_exponent=[0.0, 0.0], flops_target=[1.0, 1.0],

@@ -18,13 +18,12 @@ from nni_offpolicy.search.progressive import derive
 from search_spaces.genotypes import genotype_from_dict, sample_to_genotype, validate_genotype
 from search_spaces.presets import initial_edge_ops
 
-from fixtures import TINY_TWO_STAGES, set_flags
+from fixtures import ONE_VALUE_PER_STAGE, TINY_TWO_STAGES, set_flags
 
 SEEDS = [0, 1]
-# the nb201-proxy preset cut to two stages (its three-entry stage lists given one value per stage)
-NB201_TWO_STAGES = {"layers": "1,1", "ops_kept": "2,1", "epochs": "1,1", "warmup_epochs": "0,0", "skip_dropout": "0",
-                    "size_target": "1", "size_exponent": "0", "flops_target": "1", "flops_exponent": "0",
-                    "metric_target": "1", "metric_exponent": "0"}
+# the nb201-proxy preset cut to two stages
+NB201_TWO_STAGES = {**ONE_VALUE_PER_STAGE, "layers": "1,1", "ops_kept": "2,1", "epochs": "1,1",
+                    "warmup_epochs": "0,0"}
 
 
 @pytest.fixture(scope="module")

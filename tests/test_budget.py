@@ -13,7 +13,7 @@ from nni_offpolicy.search.progressive import build_decisions, shrink
 from nni_offpolicy.search.rewards import RewardModel
 from nni_offpolicy.settings import load_settings
 
-from test_final_pick import NB201_TINY
+from fixtures import NB201_TINY, ONE_VALUE_PER_STAGE
 
 CONVS = {"nor_conv_3x3": 0.4, "nor_conv_1x1": 0.3}
 
@@ -72,11 +72,8 @@ def test_a_late_budget_over_a_space_of_one_op_per_edge_still_ends_within_it(tmp_
     its top op is a convolution on some edge and no cell of stage 2 fits a budget only param-free cells meet."""
     ops = ["skip_connect", "nor_conv_1x1", "nor_conv_3x3"]
     initial = {"cell": {key: list(ops) for key in initial_edge_ops("nb201")["cell"]}}
-    overrides = {**NB201_TINY, "layers": "1,1", "ops_kept": "1,1", "epochs": "2,2", "warmup_epochs": "1,1",
-                 "size_budget_from_stage": 2,
-                 # the preset's three-stage lists, as one value for both stages
-                 "skip_dropout": 0, "size_target": 1, "size_exponent": 0, "flops_target": 1, "flops_exponent": 0,
-                 "metric_target": 1, "metric_exponent": 0}
+    overrides = {**NB201_TINY, **ONE_VALUE_PER_STAGE, "layers": "1,1", "ops_kept": "1,1", "epochs": "2,2",
+                 "warmup_epochs": "1,1", "size_budget_from_stage": 2}
     all_skip = {f"cell/op_{key}": "skip_connect" for key in initial["cell"]}
     budget = _params_m(_model(), all_skip) + 1e-6
     settings = load_settings("nb201", {**overrides, "size_budget": budget})

@@ -18,6 +18,8 @@ from nni_offpolicy.search.replicas import Replicas
 from nni_offpolicy.search.loop import MONITOR_BATCHES, ProgressiveSearch, run_search
 from nni_offpolicy.settings import load_settings
 
+from fixtures import ONE_VALUE_PER_STAGE
+
 
 def _class_sorted(data: ImageSet) -> ImageSet:
     """The same images stored class by class, as the CIFAR-10 JPEG archive decodes."""
@@ -79,10 +81,8 @@ def test_search_on_a_class_sorted_imagefolder_monitors_the_whole_split(tmp_path,
     monkeypatch.setenv("NNI_OFFPOLICY_CACHE", str(tmp_path / "cache"))  # the decoded copy stays in tmp_path
     folder = tmp_path / "sorted"
     _write_sorted_imagefolder(folder)
-    overrides = {"dataset": f"imagefolder:{folder}", "layers": "3", "epochs": "4", "warmup_epochs": "1",
-                 "ops_kept": "1", "skip_dropout": "0", "size_target": "1", "size_exponent": "0",
-                 "flops_target": "1", "flops_exponent": "0", "metric_target": "1", "metric_exponent": "0",
-                 "zero_cost_target": "1", "zero_cost_exponent": "0",
+    overrides = {**ONE_VALUE_PER_STAGE, "dataset": f"imagefolder:{folder}", "layers": "3", "epochs": "4",
+                 "warmup_epochs": "1", "ops_kept": "1", "zero_cost_target": "1", "zero_cost_exponent": "0",
                  "batch_size": 32, "reward_batch_size": 32, "rl_interval_steps": 4, "samples_per_update": 4,
                  "weight_mode": "path", "train_portion": 0.5, "lr": 0.1, "eval_layers": 5, "eval_channels": 8, "progress": False, "threads": 1}
     records: list[dict] = []

@@ -10,9 +10,7 @@ from nni_offpolicy.search.rewards import RewardModel
 from nni_offpolicy.search.loop import Tracker, run_search
 from nni_offpolicy.settings import load_settings
 
-NB201_TINY = {"dataset": "digits", "layers": "1,1,1", "ops_kept": "3,2,1", "epochs": "2,2,2",
-              "warmup_epochs": "1,1,1", "channels": 4, "batch_size": 128, "rl_interval_steps": 2,
-              "samples_per_update": 4, "eval_layers": 1, "eval_channels": 8, "progress": False, "threads": 1}
+from fixtures import NB201_TINY
 
 
 def test_hard_budget_gives_zero_above_it_and_leaves_cells_within_it_alone():

@@ -60,6 +60,17 @@ from nni_offpolicy.search.loop import CHECKPOINT, run_search
 from nni_offpolicy.settings import SearchSettings, load_settings, resume_differences
 from nni_offpolicy.data.tables import open_table
 
+
+def tapered(early: float, last: float, stages: int) -> list[float]:
+    """A stage list: ``early`` in every stage but the last, ``last`` there (a variant's values are set before
+    the grid's stage count is known, so a stage list is a function of it)."""
+    return [early] * (stages - 1) + [last]
+
+
+# the taper variants' reward and pick (NASWOT exponent 4, then 1 in the last stage); only the controller differs
+NASWOT_TAPER = {"behaviour": "uniform", "zero_cost": "naswot",
+                "zero_cost_exponent": lambda stages: tapered(4.0, 1.0, stages), "final_pick": "best-sampled"}
+
 VARIANTS: dict[str, dict[str, Any]] = {
     "offpolicy-uniform": {"controller": "reinforce", "behaviour": "uniform"},
     "offpolicy-egreedy": {"controller": "reinforce", "behaviour": "egreedy"},  # + epsilon
@@ -81,20 +92,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # from parameter-free ones while the space is wide, but among the convolution-heavy cells the shrink leaves
     # it misranks (its own favourite, all 3x3 convolutions, is a median-of-the-top cell); there the supernet's
     # accuracy leads. The random controller with the same reward and pick is its control.
-    "offpolicy-naswot-taper": {"controller": "reinforce", "behaviour": "uniform", "zero_cost": "naswot",
-                               "zero_cost_exponent": lambda stages: tapered(4.0, 1.0, stages),
-                               "final_pick": "best-sampled"},
-    "random-naswot-taper": {"controller": "random", "behaviour": "uniform", "zero_cost": "naswot",
-                            "zero_cost_exponent": lambda stages: tapered(4.0, 1.0, stages),
-                            "final_pick": "best-sampled"},
+    "offpolicy-naswot-taper": {"controller": "reinforce", **NASWOT_TAPER},
+    "random-naswot-taper": {"controller": "random", **NASWOT_TAPER},
 }
-
-
-def tapered(early: float, last: float, stages: int) -> list[float]:
-    """A stage list: ``early`` in every stage but the last, ``last`` there (a variant's values are set before
-    the grid's stage count is known, so a stage list is a function of it)."""
-    return [early] * (stages - 1) + [last]
-
 
 RESERVED = {"controller": "--variants", "behaviour": "--variants", "epsilon": "--epsilon", "seed": "--seeds"}
 RETRAIN_RESERVED = {"genotype": "the harness", "index": "the harness", "seed": "--seeds",

@@ -67,9 +67,10 @@ def tapered(early: float, last: float, stages: int) -> list[float]:
     return [early] * (stages - 1) + [last]
 
 
-# the taper variants' reward and pick (NASWOT exponent 4, then 1 in the last stage); only the controller differs
-NASWOT_TAPER = {"behaviour": "uniform", "zero_cost": "naswot",
-                "zero_cost_exponent": lambda stages: tapered(4.0, 1.0, stages), "final_pick": "best-sampled"}
+# the -pick variants' reward and pick (NASWOT exponent 4, best of the sampled cells); only the controller differs
+NASWOT_PICK = {"behaviour": "uniform", "zero_cost": "naswot", "zero_cost_exponent": 4.0, "final_pick": "best-sampled"}
+# the taper variants': the same, with the exponent 1 in the last stage
+NASWOT_TAPER = {**NASWOT_PICK, "zero_cost_exponent": lambda stages: tapered(4.0, 1.0, stages)}
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "offpolicy-uniform": {"controller": "reinforce", "behaviour": "uniform"},
@@ -84,10 +85,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # offpolicy-naswot whose answer is the best of the policy's cell and the last stage's top sampled cells,
     # scored again on eval_images (search.final_sample), and the same pick after random search (RSPS' recipe
     # with the same reward: what the controller adds over sampling alone)
-    "offpolicy-naswot-pick": {"controller": "reinforce", "behaviour": "uniform", "zero_cost": "naswot",
-                              "zero_cost_exponent": 4.0, "final_pick": "best-sampled"},
-    "random-naswot-pick": {"controller": "random", "behaviour": "uniform", "zero_cost": "naswot",
-                           "zero_cost_exponent": 4.0, "final_pick": "best-sampled"},
+    "offpolicy-naswot-pick": {"controller": "reinforce", **NASWOT_PICK},
+    "random-naswot-pick": {"controller": "random", **NASWOT_PICK},
     # offpolicy-naswot-pick whose zero-cost weight tapers to 1 in the last stage: NASWOT tells trainable cells
     # from parameter-free ones while the space is wide, but among the convolution-heavy cells the shrink leaves
     # it misranks (its own favourite, all 3x3 convolutions, is a median-of-the-top cell); there the supernet's

@@ -13,6 +13,8 @@ from nni_offpolicy.errors import UserError
 from nni_offpolicy.search.checkpoint import RESUME_KEYS, load_resume_state
 from nni_offpolicy.settings import RUNTIME_SETTINGS, load_settings, resume_differences
 
+from fixtures import ONE_VALUE_PER_STAGE
+
 RUNTIME_CHANGE = {"progress": True, "device": "cpu", "devices": 2, "precision": "fp32", "channels_last": "off",
                   "compile": "ops", "threads": 3}
 
@@ -61,3 +63,17 @@ def test_a_search_checkpoint_resumes_by_the_same_rule(tmp_path, changed, refused
     else:
         with pytest.raises(UserError, match=f"settings differ from the checkpoint's in {refused}".replace("[", r"\[")):
             load_resume_state(tmp_path / "checkpoint.pt", settings)
+
+
+def test_a_presets_stage_rule_follows_the_users_stage_count(tmp_path):
+    """nb201-proxy's NASWOT exponent is "4, then 1 in the last stage": with two or four stages a user gets that,
+    not a length error; the user's own value (flag or config file) wins over the rule."""
+    assert load_settings("nb201-proxy").zero_cost_exponent == [4.0, 4.0, 1.0]
+    two = {**ONE_VALUE_PER_STAGE, "layers": "1,2", "ops_kept": "2,1", "epochs": "1,1", "warmup_epochs": "0,0"}
+    assert load_settings("nb201-proxy", two).zero_cost_exponent == [4.0, 1.0]
+    four = {**ONE_VALUE_PER_STAGE, "layers": "1,1,1,2", "ops_kept": "4,3,2,1", "epochs": "1", "warmup_epochs": "0"}
+    assert load_settings("nb201-proxy", four).zero_cost_exponent == [4.0, 4.0, 4.0, 1.0]
+    assert load_settings("nb201-proxy", {"zero_cost_exponent": "2"}).zero_cost_exponent == [2.0, 2.0, 2.0]
+    config = tmp_path / "mine.yml"
+    config.write_text("zero_cost_exponent: [3, 2, 1]\n")
+    assert load_settings("nb201-proxy", config_file=config).zero_cost_exponent == [3.0, 2.0, 1.0]

@@ -89,8 +89,10 @@ def test_search_on_a_class_sorted_imagefolder_monitors_the_whole_split(tmp_path,
     doc = run_search(load_settings("demo", overrides), tmp_path / "run", on_epoch=records.append)
     last, stage = records[-1], doc["stages"][-1]
     whole = stage["greedy_valid_acc"]  # the same greedy path, same weights, on the whole split
-    # train-mode BN on one-class batches normalises the grey level away: 10 % on today's stored-order batches
-    assert whole > 40.0, f"the easy classes were not learned or not measured ({whole:.1f} %)"
+    # train-mode BN on one-class batches normalises the grey level away: 12-14 % on stored-order batches. A
+    # learned split scores 47-57 % over seeds 0-8 here and 39.5 % on CI's machine for seed 0 (this is a short
+    # path-mode search whose trajectory follows the CPU's float rounding), so the line sits between the two bands.
+    assert whole > 25.0, f"the easy classes were not learned or not measured ({whole:.1f} %)"
     assert abs(last["greedy_acc"] - whole) < 6.0, (last["greedy_acc"], whole)
     assert doc["valid_images"] == len(search_split(load_dataset(overrides["dataset"]), 0.5, 0)[1])
 

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+# The plain method's reward and pick: no zero-cost term, the policy's own cell. The NB201 presets carry the NASWOT
+# taper (a zero-cost score of every sampled cell, a best-of-sampled pick); tests of other mechanics start from this.
+PLAIN = {"zero_cost": "none", "zero_cost_exponent": "0", "final_pick": "policy"}
+
 # Three DARTS stages of 3 cells: warm-up, controller updates, shrinking and derivation all run.
 TINY = {"layers": "3,3,3", "epochs": "2,2,2", "warmup_epochs": "1,1,1", "ops_kept": "4,2,1", "channels": 4,
         "batch_size": 128, "rl_interval_steps": 2, "samples_per_update": 4, "eval_layers": 5,
@@ -28,7 +32,7 @@ TINY_TWO_STAGES = {"layers": "3,3", "epochs": "2,2", "warmup_epochs": "1,1", "op
                    "flops_target": 600, "flops_exponent": 0, "metric_target": 1, "metric_exponent": 0}
 
 # Three NB201 stages of 1 cell: seconds, yet warm-up, controller updates and the per-epoch logging all run.
-TINY_NB201 = {"layers": "1,1,1", "epochs": "2,2,2", "warmup_epochs": "1,1,1", "ops_kept": "3,2,1", "channels": 4,
+TINY_NB201 = {**PLAIN, "layers": "1,1,1", "epochs": "2,2,2", "warmup_epochs": "1,1,1", "ops_kept": "3,2,1", "channels": 4,
               "batch_size": 64, "max_steps_per_epoch": 4, "rl_interval_steps": 2, "samples_per_update": 4,
               "reward_batch_size": 32, "eval_images": 64, "eval_layers": 1, "eval_channels": 4}
 
@@ -38,7 +42,7 @@ ONE_VALUE_PER_STAGE = {"skip_dropout": "0", "size_target": "1", "size_exponent":
                        "flops_exponent": "0", "metric_target": "1", "metric_exponent": "0"}
 
 # Three NB201 stages of 1 cell on the embedded digits, 128-image batches (the final pick's and budget's tests).
-NB201_TINY = {"dataset": "digits", "layers": "1,1,1", "ops_kept": "3,2,1", "epochs": "2,2,2",
+NB201_TINY = {**PLAIN, "dataset": "digits", "layers": "1,1,1", "ops_kept": "3,2,1", "epochs": "2,2,2",
               "warmup_epochs": "1,1,1", "channels": 4, "batch_size": 128, "rl_interval_steps": 2,
               "samples_per_update": 4, "eval_layers": 1, "eval_channels": 8, "progress": False, "threads": 1}
 

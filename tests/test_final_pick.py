@@ -10,19 +10,19 @@ from nni_offpolicy.search.rewards import RewardModel
 from nni_offpolicy.search.loop import Tracker, run_search
 from nni_offpolicy.settings import load_settings
 
-from fixtures import NB201_TINY
+from fixtures import NB201_TINY, PLAIN
 
 
 def test_hard_budget_gives_zero_above_it_and_leaves_cells_within_it_alone():
-    settings = load_settings("nb201", {"size_budget": 0.1}).validate()
+    settings = load_settings("nb201", {**PLAIN, "size_budget": 0.1}).validate()
     model = RewardModel(settings, "nb201", num_classes=10, in_channels=3, input_size=32)
     assert model.reward(0.9, {"params_m": 0.1001, "flops_m": 1.0}, stage=0) == 0.0
     assert model.reward(0.9, {"params_m": 0.1, "flops_m": 1.0}, stage=0) == pytest.approx(0.9)
-    late = RewardModel(load_settings("nb201", {"size_budget": 0.1, "size_budget_from_stage": 3}).validate(),
+    late = RewardModel(load_settings("nb201", {**PLAIN, "size_budget": 0.1, "size_budget_from_stage": 3}).validate(),
                        "nb201", 10, 3, 32)
     assert late.reward(0.9, {"params_m": 0.2, "flops_m": 1.0}, stage=1) == pytest.approx(0.9)  # stage 2: not yet
     assert late.reward(0.9, {"params_m": 0.2, "flops_m": 1.0}, stage=2) == 0.0  # the last stage (and the pick)
-    unlimited = RewardModel(load_settings("nb201").validate(), "nb201", 10, 3, 32)
+    unlimited = RewardModel(load_settings("nb201", PLAIN).validate(), "nb201", 10, 3, 32)
     assert unlimited.reward(0.9, {"params_m": 50.0, "flops_m": 1.0}, stage=0) == pytest.approx(0.9)
 
 

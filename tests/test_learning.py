@@ -18,9 +18,11 @@ from nni_offpolicy.retrain import RetrainSettings, run_retrain
 from nni_offpolicy.search.loop import run_search
 from nni_offpolicy.settings import load_settings
 
+from fixtures import PLAIN
+
 CLASSES = 4  # chance: 25 %
 # Every stage list at one value (broadcast to the stages of each search); every reward term off unless set.
-NO_TERMS = {"size_target": 1, "size_exponent": 0, "flops_target": 1, "flops_exponent": 0, "metric_target": 1,
+NO_TERMS = {**PLAIN, "size_target": 1, "size_exponent": 0, "flops_target": 1, "flops_exponent": 0, "metric_target": 1,
             "metric_exponent": 0, "zero_cost_target": 1, "zero_cost_exponent": 0, "skip_dropout": 0,
             "warmup_epochs": 1, "progress": False, "threads": 1}
 

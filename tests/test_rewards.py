@@ -11,6 +11,8 @@ from nni_offpolicy.search.rewards import RewardModel
 from nni_offpolicy.settings import load_settings
 from search_spaces import PUBLISHED
 
+from fixtures import PLAIN
+
 PDARTS = (3_433_798, 553_030_848)  # 20 cells, 36 channels, 32x32x3 input, 10 classes
 DARTS_V2 = (3_349_342, 549_851_328)
 NB201_ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|skip_connect~1|+|skip_connect~0|nor_conv_1x1~1|avg_pool_3x3~2|"
@@ -18,7 +20,7 @@ NB201_COST = (176_122, 23_288_512)  # 1 cell per stack, 16 channels
 
 
 def model(space: str, overrides: dict, **kw) -> RewardModel:
-    settings = load_settings(space, {"progress": False, **overrides})
+    settings = load_settings(space, {"progress": False, **PLAIN, **overrides})  # the terms each test names
     return RewardModel(settings, "nb201" if space == "nb201" else "darts", num_classes=10, in_channels=3,
                        input_size=32, **kw)
 

@@ -104,6 +104,15 @@ def search_dir(full, tmp_path_factory) -> Path:
     return out
 
 
+def test_the_table_source_runs_the_nb201_preset_plain(search_dir):
+    """The nb201 preset carries a NASWOT reward and a best-of-sampled pick; the table source scores no images, so
+    it runs the plain controller (before: the preset with reward_source=table stopped on 'zero_cost needs
+    probe_images')."""
+    settings = json.loads((search_dir / "genotype.json").read_text())["settings"]
+    assert (settings["zero_cost"], settings["final_pick"]) == (None, "policy")
+    assert set(settings["zero_cost_exponent"]) == {0.0}
+
+
 def test_lookup_prints_every_cell_of_folders_files_top_json_and_arch_strings(full, search_dir, tmp_path, capsys):
     doc = json.loads((search_dir / "genotype.json").read_text())
     derived, best = doc["arch"], doc["best_sampled"]["genotype"]
@@ -170,6 +179,8 @@ BAD = [
       "--set", "controller=darts", "--output", "{dir}/out"], "no gradient for controller=darts"),
     (["search", "--preset", "demo", "--set", "reward_source=table", "--set", "reward_table={full}:score",
       "--output", "{dir}/out"], "needs the nb201 space"),
+    (["search", "--preset", "nb201", "--set", "reward_source=table", "--set", "reward_table={full}:score",
+      "--set", "zero_cost=naswot", "--output", "{dir}/out"], "loads no images, so zero_cost=naswot has nothing"),
     (["search", "--preset", "nb201", "--set", "reward_source=bench", "--output", "{dir}/out"],
      "unknown reward_source 'bench'; allowed: supernet, table"),
     (["ablate", "--preset", "demo", "--variants", "offpolicy-uniform,random", "--table", "{full}:score", "--output", "{dir}/out"],

@@ -159,8 +159,9 @@ def main(argv: list[str] | None = None) -> int:
         with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
             base = pool.submit(run_tests, baseline, guarded, False)
             results = [pool.submit(broken, b) for b in chosen]
-            ok, seconds, tail, _ = base.result()
-            print(f"baseline (unbroken)          {'passed' if ok else 'FAILED'} in {seconds:.0f}s  {tail}", flush=True)
+            ok, seconds, tail, failing = base.result()
+            print(f"baseline (unbroken)          {'passed' if ok else 'FAILED'} in {seconds:.0f}s  {tail}"
+                  + ("" if ok else f"\n{'':28s} failing: {', '.join(failing)}"), flush=True)
             if not ok:
                 for future in results:
                     future.cancel()

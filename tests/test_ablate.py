@@ -167,6 +167,23 @@ def test_rerun_skips_finished_runs_and_retrains_with_the_reference(grid, tmp_pat
     assert code == 0 and capsys.readouterr().out.count("done already") == 4 + 4 + 2
 
 
+def test_searches_run_side_by_side_give_the_grid_run_one_after_another(grid, tmp_path, capsys):
+    """--jobs 2 runs each search in its own spawned process; every row (genotypes, accuracies, shares, sizes) must
+    be the sequential grid's, wall time aside: a search's result may not depend on what ran beside it."""
+    out = tmp_path / "parallel"
+    code = main(["ablate", "--variants", "offpolicy-uniform,random,darts", "--seeds", "0,1", "--jobs", "2",
+                 "--output", str(out), *set_flags(TINY_TWO_STAGES)])
+    assert code == 0 and "6 searches, 2 at a time" in capsys.readouterr().out
+    sequential = {(r["variant"], r["seed"]): r for r in _rows(grid / "runs.csv")}
+    rows = _rows(out / "runs.csv")
+    assert [(r["variant"], int(r["seed"])) for r in rows] == [(v, s) for v in ("offpolicy-uniform", "random", "darts")
+                                                              for s in SEEDS]
+    for row in rows:
+        expected = sequential[(row["variant"], row["seed"])]
+        assert {k: v for k, v in row.items() if k != "wall_time_s"} == \
+            {k: v for k, v in expected.items() if k != "wall_time_s"}, row["variant"]
+
+
 def test_rerun_with_other_settings_is_refused_before_anything_runs(grid, tmp_path, capsys):
     out = tmp_path / "grid"
     shutil.copytree(grid, out)
@@ -192,6 +209,7 @@ def test_rerun_with_other_settings_is_refused_before_anything_runs(grid, tmp_pat
     (["--set", "colour=blue"], "unknown setting 'colour'"),
     (["--preset", "huge"], "unknown preset 'huge'"),
     (["--retrain-epochs", "0"], "--retrain-epochs must be >= 1"),
+    (["--jobs", "0"], "--jobs must be a whole number >= 1, got 0"),
     (["--retrain-set", "max_steps=2"], "--retrain-set needs --retrain-epochs"),
     (["--retrain-epochs", "1", "--retrain-set", "epochs=3"], "--retrain-set epochs: set by --retrain-epochs"),
     (["--retrain-epochs", "1", "--retrain-set", "lr=-1"], "lr must be > 0"),

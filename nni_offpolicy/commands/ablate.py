@@ -34,6 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="NB201 benchmark table (.csv/.json; :COLUMN when it has several numeric columns): runs.csv, "
                         "summary.md and ablation.png gain each run's derived and best-sampled cell's value, "
                         "beside the table's median and optimum")
+    p.add_argument("--jobs", "-j", type=int, default=1, metavar="N",
+                   help="searches run side by side, each in its own process with its own `threads` (default 1: "
+                        "one after another in this process); the results are the same either way")
     p.add_argument("--output", "-o", default=None, help="output directory (default runs/ablate-<preset>)")
     p.add_argument("--verbose", action="store_true", help="each search's per-epoch lines too")
     p.set_defaults(func=run)
@@ -48,5 +51,5 @@ def run(args: argparse.Namespace) -> int:
     plan = plan_ablation(args.preset, args.variants, args.seeds, args.epsilon, overrides, args.output,
                          args.retrain_epochs, parse_pairs(args.retrain_overrides, "--retrain-set"), args.space,
                          args.table)
-    run_ablation(plan)
+    run_ablation(plan, jobs=args.jobs)
     return 0

@@ -375,33 +375,72 @@ def parameter_free_share(doc: Mapping[str, Any]) -> float:
     return sum(map(is_parameter_free, ops)) / len(ops)
 
 
-def run_ablation(plan: Plan, log: Log | None = None) -> dict[str, Any]:
-    """Run (or skip) every search of the plan, then the retrains, then write runs.csv, summary.md, ablation.png.
-    Returns ``{"rows": [...], "reference": [...], "files": [...]}``. ``plan.output`` is checked writable and
-    locked for the whole grid, so two ablations never write the same folders."""
+def run_ablation(plan: Plan, log: Log | None = None, jobs: int = 1) -> dict[str, Any]:
+    """Run (or skip) every search of the plan, ``jobs`` at a time, then the retrains, then write runs.csv,
+    summary.md, ablation.png. Returns ``{"rows": [...], "reference": [...], "files": [...]}``. ``plan.output`` is
+    checked writable and locked for the whole grid, so two ablations never write the same folders."""
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise UserError(f"--jobs must be a whole number >= 1, got {jobs!r}")
     check_writable_folder(plan.output)
     with output_lock(plan.output, "ablate"):
-        return _run_ablation(plan, log)
+        return _run_ablation(plan, log, jobs)
 
 
-def _run_ablation(plan: Plan, log: Log | None = None) -> dict[str, Any]:
-    log = log or (lambda line: print(line, flush=True))
-    rows: list[dict[str, Any]] = []
-    started = time.time()
+def _search_one(settings: SearchSettings, out: Path, resume: bool) -> dict[str, Any]:
+    """One run of the grid (module level, so a spawned worker process can be handed it)."""
+    return run_search(settings, out, resume=resume)
+
+
+def _run_searches(plan: Plan, log: Log, jobs: int) -> None:
+    """Every search the grid still lacks. With ``jobs`` > 1 each runs in its own spawned process (a fresh
+    interpreter: no forked torch thread pools), ``jobs`` at a time, each taking its own ``threads``; a search
+    locks its own folder, so a worker that outlives a killed grid still cannot be joined by a second one. A
+    search's result does not depend on what ran beside it (tests/test_ablate.py compares the two ways)."""
     total = len(plan.runs)
+    todo = []
     for k, run in enumerate(plan.runs, start=1):
         done = run.dir / GENOTYPE_FILE
         if done.exists():
-            doc = json.loads(done.read_text())
             log(f"[{k}/{total}] {run.name}: done already ({done}), skipped")
         else:
-            resume = (run.dir / CHECKPOINT).exists()
-            doc = run_search(run.settings, run.dir, resume=resume)
-            last = doc["stages"][-1]
-            log(f"[{k}/{total}] {run.name}{' (resumed)' if resume else ''}: derived valid acc "
-                f"{doc['derived_valid_acc']:.1f} %, {doc['params_m']:.3f} M params, top-op share "
-                f"{last['top_op_share']:.2f}, argmax frozen share {last['argmax_frozen_share']:.2f}, "
-                f"{doc['wall_time_s']:.1f} s -> {run.dir}")
+            todo.append((k, run, (run.dir / CHECKPOINT).exists()))
+
+    def report(k: int, run: Run, resume: bool, doc: Mapping[str, Any]) -> None:
+        last = doc["stages"][-1]
+        log(f"[{k}/{total}] {run.name}{' (resumed)' if resume else ''}: derived valid acc "
+            f"{doc['derived_valid_acc']:.1f} %, {doc['params_m']:.3f} M params, top-op share "
+            f"{last['top_op_share']:.2f}, argmax frozen share {last['argmax_frozen_share']:.2f}, "
+            f"{doc['wall_time_s']:.1f} s -> {run.dir}")
+
+    if jobs == 1 or len(todo) < 2:
+        for k, run, resume in todo:
+            report(k, run, resume, _search_one(run.settings, run.dir, resume))
+        return
+    import multiprocessing
+    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+
+    log(f"running {len(todo)} searches, {min(jobs, len(todo))} at a time")
+    with ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(_search_one, run.settings, run.dir, resume): (k, run, resume) for k, run, resume in todo}
+        pending = set(futures)
+        while pending:
+            finished, pending = wait(pending, return_when=FIRST_EXCEPTION)
+            for future in finished:
+                if future.exception() is not None:
+                    for other in pending:
+                        other.cancel()  # searches already running finish (and stay resumable); no new ones start
+                    raise future.exception()
+                report(*futures[future], future.result())
+
+
+def _run_ablation(plan: Plan, log: Log | None = None, jobs: int = 1) -> dict[str, Any]:
+    log = log or (lambda line: print(line, flush=True))
+    rows: list[dict[str, Any]] = []
+    started = time.time()
+    _run_searches(plan, log, jobs)
+    for run in plan.runs:
+        done = run.dir / GENOTYPE_FILE
+        doc = json.loads(done.read_text())
         rows.append(run_row(run.variant, run.seed, doc))
         if plan.table is not None:
             rows[-1].update(table_values(plan, doc, log))

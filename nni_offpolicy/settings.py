@@ -317,6 +317,15 @@ def last_stage_apart(early: float, last: float) -> StageRule:
 NASWOT_TAPER: dict[str, Any] = dict(zero_cost="naswot", zero_cost_exponent=last_stage_apart(4.0, 1.0),
                                     final_pick="best-sampled")
 
+
+def plain_recipe() -> dict[str, Any]:
+    """What the NASWOT taper replaces, as the plain method has it (the dataclass defaults: no zero-cost term,
+    the policy's own cell): what the table source, ablate's controls and tests of other mechanics start from.
+    Fresh values each call, so no caller shares a list with another."""
+    plain = SearchSettings()
+    return {name: getattr(plain, name) for name in NASWOT_TAPER}
+
+
 SEARCH_PRESETS: dict[str, dict[str, Any]] = {
     # The README's main job: embedded digits, small stages, a couple of minutes on 2 CPU cores.
     "demo": dict(space="pdarts", dataset="digits", layers=[3, 4, 5], ops_kept=[4, 2, 1], epochs=[8, 8, 8],
@@ -420,10 +429,9 @@ def load_settings(preset: str = "demo", overrides: Mapping[str, Any] | None = No
     if settings.reward_source == "table":
         # the table source scores no images and trains no supernet: a preset's NASWOT recipe does not apply to it
         # (the plain controller is what the table benchmarks); a zero-cost term the user names is refused below
-        plain = SearchSettings()
-        for name in NASWOT_TAPER:
+        for name, value in plain_recipe().items():
             if name in values and name not in given:
-                setattr(settings, name, getattr(plain, name))
+                setattr(settings, name, value)
     _broadcast_stage_lists(settings)
     return settings.validate()
 

@@ -79,7 +79,6 @@ def test_a_presets_stage_rule_follows_the_users_stage_count(tmp_path):
     assert load_settings("nb201-proxy", config_file=config).zero_cost_exponent == [3.0, 2.0, 1.0]
 
 
-
 def test_the_nb201_presets_carry_the_naswot_taper():
     """The NB201 presets run the recipe their grid measured (the plain nb201 search collapses to parameter-free
     cells on the proxy); a user's own value still wins."""

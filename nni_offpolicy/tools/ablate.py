@@ -58,14 +58,14 @@ from nni_offpolicy.retrain import RESULT, RetrainSettings, coerce_overrides, ret
 from nni_offpolicy.files.run_folder import GENOTYPE_FILE
 from nni_offpolicy.search.loop import CHECKPOINT, run_search
 from nni_offpolicy.settings import NASWOT_TAPER as TAPERED_NASWOT
-from nni_offpolicy.settings import SearchSettings, load_settings, resume_differences
+from nni_offpolicy.settings import SearchSettings, load_settings, plain_recipe, resume_differences
 from nni_offpolicy.data.tables import open_table
 
 
 # What every variant starts from: the plain method's reward and pick (the dataclass defaults: no zero-cost term,
 # the policy's own cell). A preset may carry a recipe (the NB201 presets: the NASWOT taper); without this the controls
 # (random, darts, offpolicy-uniform) would silently inherit it and stop being the baselines the table names.
-PLAIN = {name: getattr(SearchSettings(), name) for name in TAPERED_NASWOT}
+PLAIN = plain_recipe()
 
 # the -pick variants' reward and pick (NASWOT exponent 4, best of the sampled cells); only the controller differs
 NASWOT_PICK = {"behaviour": "uniform", "zero_cost": "naswot", "zero_cost_exponent": 4.0, "final_pick": "best-sampled"}

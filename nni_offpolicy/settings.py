@@ -320,7 +320,7 @@ NASWOT_TAPER: dict[str, Any] = dict(zero_cost="naswot", zero_cost_exponent=last_
 
 def plain_recipe() -> dict[str, Any]:
     """What the NASWOT taper replaces, as the plain method has it (the dataclass defaults: no zero-cost term,
-    the policy's own cell): what the table source, ablate's controls and tests of other mechanics start from.
+    the policy's own cell): what the table source and ablate's controls start from.
     Fresh values each call, so no caller shares a list with another."""
     plain = SearchSettings()
     return {name: getattr(plain, name) for name in NASWOT_TAPER}

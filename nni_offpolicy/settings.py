@@ -25,7 +25,7 @@ WEIGHT_MODES = ("mixed", "path")
 IMPORTANCE = ("per-decision", "trajectory")
 PRECISIONS = ("auto", "fp32", "bf16")  # auto: bf16 autocast on CUDA, fp32 elsewhere
 CHANNELS_LAST = ("auto", "on", "off")  # auto: on for CUDA
-FINAL_PICKS = ("policy", "best-sampled")
+FINAL_PICKS = ("policy", "best-sampled", "zero-cost")
 ZERO_COST_SCORES = ("naswot",)  # kept in step with zero_cost.ZERO_COST_SCORES (a test checks)
 COMPILE_MODES = ("off", "ops")  # ops: torch.compile each candidate op module once per stage
 REWARD_SOURCES = ("supernet", "table")  # accuracy through the shared weights | looked up in a benchmark table
@@ -111,7 +111,9 @@ class SearchSettings:
     size_budget_from_stage: int = 1
     # how the final cell is chosen: "policy" = the last stage's derivation by pi (P-DARTS); "best-sampled" = the
     # best of the last stage's final_candidates highest-reward sampled cells and the policy's cell, each scored
-    # again on the eval_images (RSPS' best-of-N pick, on the controller's samples instead of random ones)
+    # again on the eval_images (RSPS' best-of-N pick, on the controller's samples instead of random ones);
+    # "zero-cost" = the last stage's cell with the best zero-cost score alone, over every cell of its space where
+    # it has at most search.space_cells.SPACE_LIMIT of them (NB201), else over the best-sampled candidates
     final_pick: str = "policy"
     final_candidates: int = 8
     eval_layers: int = 20
@@ -188,6 +190,10 @@ class SearchSettings:
                             f"({self.reward_batch}) it is taken from")
         if self.final_pick not in FINAL_PICKS:
             raise UserError(f"unknown final_pick {self.final_pick!r}; allowed: {', '.join(FINAL_PICKS)}")
+        if self.final_pick == "zero-cost" and self.zero_cost is None:
+            raise UserError("final_pick=zero-cost ranks the last stage's cells by their zero-cost score, and "
+                            f"zero_cost is none: set zero_cost={ZERO_COST_SCORES[0]} (allowed: "
+                            f"{', '.join(ZERO_COST_SCORES)}) or choose another final_pick")
         if self.final_candidates < 1:
             raise UserError(f"final_candidates must be >= 1, got {self.final_candidates}")
         if self.size_budget is not None and not self.size_budget > 0:

@@ -1,7 +1,8 @@
-"""The final pick (``final_pick=best-sampled``) and the hard parameter budget (``size_budget``)."""
+"""The final pick (``final_pick=best-sampled`` or ``zero-cost``) and the hard parameter budget (``size_budget``)."""
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -29,7 +30,10 @@ def test_hard_budget_gives_zero_above_it_and_leaves_cells_within_it_alone():
 @pytest.mark.parametrize("overrides,expected", [
     ({"size_budget": "-1"}, "size_budget must be > 0"),
     ({"size_budget": "big"}, "size_budget: expected a number"),
-    ({"final_pick": "vote"}, "unknown final_pick 'vote'; allowed: policy, best-sampled"),
+    ({"final_pick": "vote"}, "unknown final_pick 'vote'; allowed: policy, best-sampled, zero-cost"),
+    ({"final_pick": "zero-cost", "zero_cost": "none"},
+     "final_pick=zero-cost ranks the last stage's cells by their zero-cost score, and zero_cost is none: "
+     "set zero_cost=naswot"),
     ({"final_candidates": "0"}, "final_candidates must be >= 1"),
     ({"size_budget_from_stage": "4"}, "size_budget_from_stage must be a stage, 1 to 3, got 4"),
 ])
@@ -74,6 +78,38 @@ def test_best_sampled_pick_keeps_to_a_hard_budget(tmp_path):
                      tmp_path / "budget")
     assert doc["params_m"] <= budget + 1e-9
     assert all(c["reward"] == 0.0 for c in doc["final_candidates"] if c["params_m"] > budget + 1e-9)
+
+
+ZERO_COST_PICK = {**NB201_TINY, "zero_cost": "naswot", "final_pick": "zero-cost", "final_candidates": 64}
+
+
+def cell_key(sample: dict) -> tuple:
+    return tuple(sorted(sample.items()))
+
+
+def test_zero_cost_pick_scores_every_cell_of_the_last_space_not_only_the_sampled_ones(tmp_path):
+    doc = run_search(load_settings("nb201", ZERO_COST_PICK), tmp_path / "zc")
+    space = doc["stages"][-1]["edge_ops"]["cell"]
+    size = math.prod(len(ops) for ops in space.values())
+    assert size == 64  # ops_kept 3,2,1: two ops on each of six edges
+    candidates = doc["final_candidates"]
+    assert len({cell_key(c["sample"]) for c in candidates}) == size == len(candidates)
+    assert all(c["sample"][f"cell/op_{edge}"] in ops for c in candidates for edge, ops in space.items())
+    best = max(candidates, key=lambda c: c["zero_cost"])
+    assert doc["sample"] == best["sample"] and doc["derived_valid_acc"] == best["valid_acc"]
+    # the last stage sampled far fewer cells than its space holds, so only enumerating it can have found them all
+    sampled = run_search(load_settings("nb201", {**ZERO_COST_PICK, "final_pick": "best-sampled"}), tmp_path / "bs")
+    assert len(sampled["final_candidates"]) < size / 2
+
+
+def test_zero_cost_pick_keeps_to_a_hard_budget(tmp_path):
+    free = run_search(load_settings("nb201", ZERO_COST_PICK), tmp_path / "free")
+    best = max(free["final_candidates"], key=lambda c: c["zero_cost"])
+    budget = best["params_m"] - 1e-6  # the free pick no longer fits
+    doc = run_search(load_settings("nb201", {**ZERO_COST_PICK, "size_budget": budget}), tmp_path / "budget")
+    assert doc["params_m"] <= budget and doc["within_budget"]
+    fitting = [c for c in doc["final_candidates"] if c["params_m"] <= budget]
+    assert doc["sample"] == max(fitting, key=lambda c: c["zero_cost"])["sample"]
 
 
 def test_a_darts_candidate_must_be_a_cell_the_derivation_could_give():

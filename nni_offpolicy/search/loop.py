@@ -40,6 +40,7 @@ from nni_offpolicy.search.rewards import RewardModel, probe_metric
 from nni_offpolicy.files.run_folder import GENOTYPE_FILE, check_resume_flags, clear_run, refuse_existing_run
 from nni_offpolicy.search.checkpoint import CHECKPOINT, RESUME_KEYS, SearchCheckpoint, load_resume_state  # noqa: F401
 from nni_offpolicy.search.result import ResultBuilder
+from nni_offpolicy.search.space_cells import space_samples
 from nni_offpolicy.settings import SearchSettings
 from nni_offpolicy.search.supernet import Supernet
 
@@ -427,7 +428,7 @@ class ProgressiveSearch:
         ``eval_images`` rather than one reward batch, with the same reward (accuracy x metric terms, the hard
         budget), and the best wins (the policy's cell on a tie): a noisy reward batch picked the candidates, a
         larger one decides between them. Sampled cells the derivation could not give (a DARTS cell with a
-        ``none`` input or too many skip-connects) are not candidates."""
+        ``none`` input or too many skip-connects) are not candidates. With "zero-cost", ``zero_cost_pick``."""
         s = self.settings
         policy = self.greedy_sample(run)
         if s.final_pick == "policy":
@@ -436,15 +437,53 @@ class ProgressiveSearch:
         sampled = [c for c in self.tracker.ranked_cells() if derivable(self.family, c["sample"], s.max_skip_connect)]
         for cell in sampled[: s.final_candidates]:
             candidates.setdefault(arch_key(self.family, cell["sample"], s.nodes), cell["sample"])
+        if s.final_pick == "zero-cost":
+            return self.zero_cost_pick(run, candidates)
         scored = []
         for key, sample in candidates.items():
-            accuracy = self.evaluate(run, sample)
-            metrics = self.rewards.metrics(sample_to_arch(self.family, sample, s.nodes), key)
-            scored.append({"sample": sample, "valid_acc": accuracy, "params_m": metrics["params_m"],
-                           "reward": self.rewards.reward(accuracy / 100.0, metrics, s.stages - 1),
-                           "from": "policy" if not scored else "sampled"})
+            scored.append(self.scored_candidate(run, key, sample, "policy" if not scored else "sampled"))
         best = max(range(len(scored)), key=lambda i: (scored[i]["reward"], -i))
         return scored[best]["sample"], scored[best]["valid_acc"], scored
+
+    def scored_candidate(self, run: StageRun, key: str, sample: dict, source: str) -> dict[str, Any]:
+        """A final candidate's record: its accuracy on the ``eval_images``, price, zero-cost score, reward."""
+        s = self.settings
+        accuracy = self.evaluate(run, sample)
+        metrics = self.rewards.metrics(sample_to_arch(self.family, sample, s.nodes), key)
+        out = {"sample": sample, "valid_acc": accuracy, "params_m": metrics["params_m"],
+               "reward": self.rewards.reward(accuracy / 100.0, metrics, s.stages - 1), "from": source}
+        if "zero_cost" in metrics:
+            out["zero_cost"] = metrics["zero_cost"]
+        return out
+
+    def zero_cost_pick(self, run: StageRun, candidates: dict[str, dict]) -> tuple[dict[str, Any], float, list]:
+        """``final_pick=zero-cost``: the cell with the best zero-cost score, within the hard budget where one is
+        set (every cell over it: the cheapest), over every cell of the last stage's space when it is small
+        enough to score whole (``space_cells``), else over ``candidates`` (the policy's cell first). Why: in the
+        last stage of an NB201 search the cells left are all of one kind, and there the supernet's accuracy ranks
+        them at chance while NASWOT still orders them (README, the final-pick rows). The record lists the
+        policy's cell and the ``final_candidates`` best-scored cells, each with its accuracy through the
+        supernet for comparison; the pick is the first of those after the policy's."""
+        s = self.settings
+        pool = dict(candidates)
+        for sample in space_samples(run.controller) or []:
+            if derivable(self.family, sample, s.max_skip_connect):
+                pool.setdefault(arch_key(self.family, sample, s.nodes), sample)
+        priced = {key: self.rewards.metrics(sample_to_arch(self.family, sample, s.nodes), key)
+                  for key, sample in pool.items()}
+        order = list(pool)  # the policy's cell first: it wins a tie
+        fits = [k for k in order if s.size_budget is None or priced[k]["params_m"] <= s.size_budget]
+        ranked = (sorted(fits, key=lambda k: -priced[k]["zero_cost"]) if fits
+                  else sorted(order, key=lambda k: priced[k]["params_m"]))
+        policy_key = order[0]
+        records = [self.scored_candidate(run, policy_key, pool[policy_key], "policy")]
+        for rank, key in enumerate(ranked[: s.final_candidates]):
+            if key == policy_key and rank == 0:
+                records[0]["from"] = "policy, best zero-cost"
+            elif key != policy_key:
+                records.append(self.scored_candidate(run, key, pool[key], "space"))
+        best = records[0] if ranked[0] == policy_key else records[1]
+        return best["sample"], best["valid_acc"], records
 
     def end_of_epoch(self, run: StageRun, epoch: int, global_epoch: int, train_loss: float, train_acc: float,
                      rewards: list[float], seconds: float) -> dict[str, Any]:

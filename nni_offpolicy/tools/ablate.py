@@ -93,6 +93,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # accuracy leads. The random controller with the same reward and pick is its control.
     "offpolicy-naswot-taper": {"controller": "reinforce", **NASWOT_TAPER},
     "random-naswot-taper": {"controller": "random", **NASWOT_TAPER},
+    # offpolicy-naswot-taper whose answer is the NASWOT-best cell of the whole last-stage space (final_pick=
+    # zero-cost): there the supernet ranks the cells at chance; and its control without the controller
+    "offpolicy-naswot-space": {"controller": "reinforce", **NASWOT_TAPER, "final_pick": "zero-cost"},
+    "random-naswot-space": {"controller": "random", **NASWOT_TAPER, "final_pick": "zero-cost"},
 }
 
 RESERVED = {"controller": "--variants", "behaviour": "--variants", "epsilon": "--epsilon", "seed": "--seeds"}

@@ -95,21 +95,30 @@ def test_zero_cost_pick_scores_every_cell_of_the_last_space_not_only_the_sampled
     candidates = doc["final_candidates"]
     assert len({cell_key(c["sample"]) for c in candidates}) == size == len(candidates)
     assert all(c["sample"][f"cell/op_{edge}"] in ops for c in candidates for edge, ops in space.items())
-    best = max(candidates, key=lambda c: c["zero_cost"])
+    best = max(candidates, key=lambda c: c["eval_zero_cost"])
     assert doc["sample"] == best["sample"] and doc["derived_valid_acc"] == best["valid_acc"]
     # the last stage sampled far fewer cells than its space holds, so only enumerating it can have found them all
     sampled = run_search(load_settings("nb201", {**ZERO_COST_PICK, "final_pick": "best-sampled"}), tmp_path / "bs")
     assert len(sampled["final_candidates"]) < size / 2
 
 
+def test_zero_cost_pick_scores_the_network_at_evaluation_size(tmp_path):
+    # NB201_TINY's evaluation network (1 cell per stack, 8 channels) is the reward scorer's own: the same scores
+    same = run_search(load_settings("nb201", {**ZERO_COST_PICK, "final_candidates": 4}), tmp_path / "same")
+    assert all(c["eval_zero_cost"] == pytest.approx(c["zero_cost"], rel=1e-12) for c in same["final_candidates"])
+    wider = run_search(load_settings("nb201", {**ZERO_COST_PICK, "final_candidates": 4, "eval_channels": 16}),
+                       tmp_path / "wider")
+    assert all(c["eval_zero_cost"] != pytest.approx(c["zero_cost"], rel=1e-6) for c in wider["final_candidates"])
+
+
 def test_zero_cost_pick_keeps_to_a_hard_budget(tmp_path):
     free = run_search(load_settings("nb201", ZERO_COST_PICK), tmp_path / "free")
-    best = max(free["final_candidates"], key=lambda c: c["zero_cost"])
+    best = max(free["final_candidates"], key=lambda c: c["eval_zero_cost"])
     budget = best["params_m"] - 1e-6  # the free pick no longer fits
     doc = run_search(load_settings("nb201", {**ZERO_COST_PICK, "size_budget": budget}), tmp_path / "budget")
     assert doc["params_m"] <= budget and doc["within_budget"]
     fitting = [c for c in doc["final_candidates"] if c["params_m"] <= budget]
-    assert doc["sample"] == max(fitting, key=lambda c: c["zero_cost"])["sample"]
+    assert doc["sample"] == max(fitting, key=lambda c: c["eval_zero_cost"])["sample"]
 
 
 def test_a_darts_candidate_must_be_a_cell_the_derivation_could_give():

@@ -457,24 +457,29 @@ class ProgressiveSearch:
         return out
 
     def zero_cost_pick(self, run: StageRun, candidates: dict[str, dict]) -> tuple[dict[str, Any], float, list]:
-        """``final_pick=zero-cost``: the cell with the best zero-cost score, within the hard budget where one is
-        set (every cell over it: the cheapest), over every cell of the last stage's space when it is small
-        enough to score whole (``space_cells``), else over ``candidates`` (the policy's cell first). Why: in the
-        last stage of an NB201 search the cells left are all of one kind, and there the supernet's accuracy ranks
-        them at chance while NASWOT still orders them (README, the final-pick rows). The record lists the
-        policy's cell and the ``final_candidates`` best-scored cells, each with its accuracy through the
-        supernet for comparison; the pick is the first of those after the policy's."""
+        """``final_pick=zero-cost``: the cell with the best zero-cost score on its evaluation-size network
+        (``eval_layers`` x ``eval_channels``, the network it becomes; the reward's scorer is smaller because it
+        scores thousands of cells), within the hard budget where one is set (every cell over it: the cheapest),
+        over every cell of the last stage's space when it is small enough to score whole (``space_cells``), else
+        over ``candidates`` (the policy's cell first). Why: in the last stage of an NB201 search the cells left
+        are all of one kind, and there the supernet's accuracy ranks them at chance while NASWOT still orders
+        them (README, the final-pick rows). The record lists the policy's cell and the ``final_candidates``
+        best-scored cells, each with ``eval_zero_cost`` and its accuracy through the supernet for comparison;
+        the pick is the first of those after the policy's, unless the policy's own cell scored best."""
         s = self.settings
         pool = dict(candidates)
         for sample in space_samples(run.controller) or []:
             if derivable(self.family, sample, s.max_skip_connect):
                 pool.setdefault(arch_key(self.family, sample, s.nodes), sample)
-        priced = {key: self.rewards.metrics(sample_to_arch(self.family, sample, s.nodes), key)
-                  for key, sample in pool.items()}
         order = list(pool)  # the policy's cell first: it wins a tie
-        fits = [k for k in order if s.size_budget is None or priced[k]["params_m"] <= s.size_budget]
-        ranked = (sorted(fits, key=lambda k: -priced[k]["zero_cost"]) if fits
-                  else sorted(order, key=lambda k: priced[k]["params_m"]))
+        archs = {key: sample_to_arch(self.family, pool[key], s.nodes) for key in order}
+        params = {key: self.rewards.price(archs[key])[0] / 1e6 for key in order}
+        fits = [k for k in order if s.size_budget is None or params[k] <= s.size_budget]
+        scores: dict[str, float] = {}
+        for key in tqdm(fits, desc="final pick: zero-cost scores at evaluation size", leave=False,
+                        disable=not self.progress, file=sys.stderr, dynamic_ncols=True):
+            scores[key] = self.rewards.eval_zero_cost(archs[key], key)
+        ranked = sorted(fits, key=lambda k: -scores[k]) if fits else sorted(order, key=params.__getitem__)
         policy_key = order[0]
         records = [self.scored_candidate(run, policy_key, pool[policy_key], "policy")]
         for rank, key in enumerate(ranked[: s.final_candidates]):
@@ -482,6 +487,9 @@ class ProgressiveSearch:
                 records[0]["from"] = "policy, best zero-cost"
             elif key != policy_key:
                 records.append(self.scored_candidate(run, key, pool[key], "space"))
+        for record in records:  # the policy's cell may lie above a budget, and so be unscored yet
+            key = arch_key(self.family, record["sample"], s.nodes)
+            record["eval_zero_cost"] = self.rewards.eval_zero_cost(archs[key], key)
         best = records[0] if ranked[0] == policy_key else records[1]
         return best["sample"], best["valid_acc"], records
 

@@ -80,15 +80,17 @@ class RewardModel:
                                   num_classes=num_classes, in_channels=in_channels, input_size=input_size)
         self.custom = custom_metric or (load_metric(settings.metric) if settings.metric else None)
         self._custom_cache: dict[str, float] = {}
-        self.zero_cost = None
+        self.zero_cost = self.eval_zero_cost = None
         if settings.zero_cost is not None:
             if probe_images is None:
                 raise ValueError("zero_cost needs probe_images")
-            images = settings.zero_cost_images or min(64, settings.reward_batch)
-            self.zero_cost = ZeroCostScorer(family, probe_images[:images],
-                                            settings.zero_cost_layers or settings.layers[0],
-                                            settings.zero_cost_channels, num_classes,
-                                            score=settings.zero_cost)
+            images = probe_images[: settings.zero_cost_images or min(64, settings.reward_batch)]
+            self.zero_cost = ZeroCostScorer(family, images, settings.zero_cost_layers or settings.layers[0],
+                                            settings.zero_cost_channels, num_classes, score=settings.zero_cost)
+            # the final pick's scorer: the same score and images on the network the cell becomes, which a
+            # reward scored thousands of times cannot afford and a pick over at most a space's cells can
+            self.eval_zero_cost = ZeroCostScorer(family, images, settings.eval_layers, settings.eval_channels,
+                                                 num_classes, score=settings.zero_cost)
 
     def price(self, arch: Any) -> tuple[int, int]:
         # Pricing builds modules lazily and module init draws from the global RNG; fork it so that how much

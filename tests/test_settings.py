@@ -79,11 +79,11 @@ def test_a_presets_stage_rule_follows_the_users_stage_count(tmp_path):
     assert load_settings("nb201-proxy", config_file=config).zero_cost_exponent == [3.0, 2.0, 1.0]
 
 
-def test_the_nb201_presets_carry_the_naswot_taper():
+def test_the_nb201_presets_carry_the_naswot_recipe():
     """The NB201 presets run the recipe their grid measured (the plain nb201 search collapses to parameter-free
     cells on the proxy); a user's own value still wins."""
     for preset in ("nb201", "nb201-proxy"):
         s = load_settings(preset)
-        assert (s.zero_cost, s.zero_cost_exponent, s.final_pick) == ("naswot", [4.0, 4.0, 1.0], "best-sampled")
+        assert (s.zero_cost, s.zero_cost_exponent, s.final_pick) == ("naswot", [4.0, 4.0, 1.0], "zero-cost")
         s = load_settings(preset, {"zero_cost": "none", "final_pick": "policy"})
         assert (s.zero_cost, s.final_pick) == (None, "policy")

@@ -292,3 +292,10 @@ def test_a_presets_recipe_stays_out_of_the_grids_controls(tmp_path):
     assert planned["offpolicy-naswot-taper"].to_dict() == preset.to_dict()  # the preset is that variant
     mine = plan_ablation("nb201-proxy", "random", "0", output=tmp_path / "mine", overrides={"zero_cost": "naswot"})
     assert mine.runs[0].settings.zero_cost == "naswot"  # --set still reaches a control
+
+
+def test_the_cli_default_runs_every_variant():
+    """The CLI keeps its own list (importing the grid's module would load torch for ``--help``)."""
+    from nni_offpolicy.commands.ablate import VARIANT_NAMES
+
+    assert VARIANT_NAMES == tuple(VARIANTS)

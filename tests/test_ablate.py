@@ -281,15 +281,15 @@ def test_a_grid_killed_mid_run_resumes_that_run_from_its_checkpoint(grid, tmp_pa
 
 
 def test_a_presets_recipe_stays_out_of_the_grids_controls(tmp_path):
-    """nb201-proxy carries the NASWOT taper as its own reward and pick; the controls of a grid on it must still
+    """nb201-proxy carries the NASWOT recipe as its own reward and pick; the controls of a grid on it must still
     be the plain method they are named for (before, every variant inherited the preset's zero-cost term)."""
-    plan = plan_ablation("nb201-proxy", "random,darts,offpolicy-uniform,offpolicy-naswot-taper", "0",
+    plan = plan_ablation("nb201-proxy", "random,darts,offpolicy-uniform,offpolicy-naswot-space", "0",
                          output=tmp_path / "grid")
     planned = {run.variant: run.settings for run in plan.runs}
     for control in ("random", "darts", "offpolicy-uniform"):
         assert planned[control].zero_cost is None and planned[control].final_pick == "policy", control
     preset = load_settings("nb201-proxy", {"seed": 0, "progress": False, "controller": "reinforce"})
-    assert planned["offpolicy-naswot-taper"].to_dict() == preset.to_dict()  # the preset is that variant
+    assert planned["offpolicy-naswot-space"].to_dict() == preset.to_dict()  # the preset is that variant
     mine = plan_ablation("nb201-proxy", "random", "0", output=tmp_path / "mine", overrides={"zero_cost": "naswot"})
     assert mine.runs[0].settings.zero_cost == "naswot"  # --set still reaches a control
 

@@ -25,6 +25,7 @@ from scipy.stats import spearmanr
 from nni_offpolicy.data.images import BatchLoader, load_dataset, search_split
 from nni_offpolicy.data.tables import open_table
 from nni_offpolicy.search.progressive import arch_key
+from nni_offpolicy.search.rewards import zero_cost_probe_size
 from nni_offpolicy.search.zero_cost import ZeroCostScorer
 from nni_offpolicy.settings import SearchSettings
 
@@ -34,7 +35,7 @@ def probe_images(settings: SearchSettings):
     data = load_dataset(settings.dataset, data_dir=settings.data_dir)
     _, valid = search_split(data, settings.train_portion, settings.split_seed)
     first, _ = next(BatchLoader(valid, settings.reward_batch, "cpu", train=False, drop_last=False).epoch(0))
-    return first[: settings.zero_cost_images or min(64, settings.reward_batch)], data.num_classes
+    return first[: zero_cost_probe_size(settings)], data.num_classes
 
 
 def main() -> None:

@@ -480,16 +480,16 @@ class ProgressiveSearch:
                         disable=not self.progress, file=sys.stderr, dynamic_ncols=True):
             scores[key] = self.rewards.eval_zero_cost(archs[key], key)
         ranked = sorted(fits, key=lambda k: -scores[k]) if fits else sorted(order, key=params.__getitem__)
+
+        def record(key: str, source: str) -> dict[str, Any]:
+            out = self.scored_candidate(run, key, pool[key], source)
+            # cached for every scored cell; the policy's may lie above a budget, and so be scored only here
+            out["eval_zero_cost"] = self.rewards.eval_zero_cost(archs[key], key)
+            return out
+
         policy_key = order[0]
-        records = [self.scored_candidate(run, policy_key, pool[policy_key], "policy")]
-        for rank, key in enumerate(ranked[: s.final_candidates]):
-            if key == policy_key and rank == 0:
-                records[0]["from"] = "policy, best zero-cost"
-            elif key != policy_key:
-                records.append(self.scored_candidate(run, key, pool[key], "space"))
-        for record in records:  # the policy's cell may lie above a budget, and so be unscored yet
-            key = arch_key(self.family, record["sample"], s.nodes)
-            record["eval_zero_cost"] = self.rewards.eval_zero_cost(archs[key], key)
+        records = [record(policy_key, "policy, best zero-cost" if ranked[0] == policy_key else "policy")]
+        records += [record(key, "space") for key in ranked[: s.final_candidates] if key != policy_key]
         best = records[0] if ranked[0] == policy_key else records[1]
         return best["sample"], best["valid_acc"], records
 

@@ -70,6 +70,11 @@ def probe_metric(spec: str, family: str, arch: Any) -> float:
     return float(value)
 
 
+def zero_cost_probe_size(settings: SearchSettings) -> int:
+    """How many of the first reward batch's images a zero-cost score looks at."""
+    return settings.zero_cost_images or min(64, settings.reward_batch)
+
+
 class RewardModel:
     def __init__(self, settings: SearchSettings, family: str, num_classes: int, in_channels: int, input_size: int,
                  custom_metric: MetricFn | None = None, probe_images: torch.Tensor | None = None):
@@ -84,7 +89,7 @@ class RewardModel:
         if settings.zero_cost is not None:
             if probe_images is None:
                 raise ValueError("zero_cost needs probe_images")
-            images = probe_images[: settings.zero_cost_images or min(64, settings.reward_batch)]
+            images = probe_images[: zero_cost_probe_size(settings)]
             self.zero_cost = ZeroCostScorer(family, images, settings.zero_cost_layers or settings.layers[0],
                                             settings.zero_cost_channels, num_classes, score=settings.zero_cost)
             # the final pick's scorer: the same score and images on the network the cell becomes, which a

@@ -57,13 +57,14 @@ from nni_offpolicy.retrain import CHECKPOINT as RETRAIN_CHECKPOINT
 from nni_offpolicy.retrain import RESULT, RetrainSettings, coerce_overrides, retrain_differences, run_retrain
 from nni_offpolicy.files.run_folder import GENOTYPE_FILE
 from nni_offpolicy.search.loop import CHECKPOINT, run_search
+from nni_offpolicy.settings import NASWOT_RECIPE
 from nni_offpolicy.settings import NASWOT_TAPER as TAPERED_NASWOT
 from nni_offpolicy.settings import SearchSettings, load_settings, plain_recipe, resume_differences
 from nni_offpolicy.data.tables import open_table
 
 
 # What every variant starts from: the plain method's reward and pick (the dataclass defaults: no zero-cost term,
-# the policy's own cell). A preset may carry a recipe (the NB201 presets: the NASWOT taper); without this the controls
+# the policy's own cell). A preset may carry a recipe (the NB201 presets: the NASWOT recipe); without this the controls
 # (random, darts, offpolicy-uniform) would silently inherit it and stop being the baselines the table names.
 PLAIN = plain_recipe()
 
@@ -71,6 +72,8 @@ PLAIN = plain_recipe()
 NASWOT_PICK = {"behaviour": "uniform", "zero_cost": "naswot", "zero_cost_exponent": 4.0, "final_pick": "best-sampled"}
 # the taper variants': the same, with the exponent 1 in the last stage
 NASWOT_TAPER = {**NASWOT_PICK, **TAPERED_NASWOT}
+# the space variants': the taper answered by the zero-cost pick over the whole last space (the NB201 presets' recipe)
+NASWOT_SPACE = {**NASWOT_PICK, **NASWOT_RECIPE}
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "offpolicy-uniform": {"controller": "reinforce", "behaviour": "uniform"},
@@ -89,14 +92,14 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "random-naswot-pick": {"controller": "random", **NASWOT_PICK},
     # offpolicy-naswot-pick whose zero-cost weight tapers to 1 in the last stage: NASWOT tells trainable cells
     # from parameter-free ones while the space is wide, but among the convolution-heavy cells the shrink leaves
-    # it misranks (its own favourite, all 3x3 convolutions, is a median-of-the-top cell); there the supernet's
-    # accuracy leads. The random controller with the same reward and pick is its control.
+    # it misranked the 9 candidates it had already filtered (README); there the supernet's accuracy leads.
+    # The random controller with the same reward and pick is its control.
     "offpolicy-naswot-taper": {"controller": "reinforce", **NASWOT_TAPER},
     "random-naswot-taper": {"controller": "random", **NASWOT_TAPER},
     # offpolicy-naswot-taper whose answer is the NASWOT-best cell of the whole last-stage space (final_pick=
     # zero-cost): there the supernet ranks the cells at chance; and its control without the controller
-    "offpolicy-naswot-space": {"controller": "reinforce", **NASWOT_TAPER, "final_pick": "zero-cost"},
-    "random-naswot-space": {"controller": "random", **NASWOT_TAPER, "final_pick": "zero-cost"},
+    "offpolicy-naswot-space": {"controller": "reinforce", **NASWOT_SPACE},
+    "random-naswot-space": {"controller": "random", **NASWOT_SPACE},
 }
 
 RESERVED = {"controller": "--variants", "behaviour": "--variants", "epsilon": "--epsilon", "seed": "--seeds"}

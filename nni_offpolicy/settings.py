@@ -212,8 +212,16 @@ class SearchSettings:
         if self.replay_samples > self.replay_size:
             raise UserError(f"replay_samples ({self.replay_samples}) exceeds replay_size ({self.replay_size})")
         for s in range(n):
+            if self.epochs[s] == 0 and s == n - 1 and n > 1 and self.final_pick == "zero-cost":
+                continue  # an untrained last stage: the pick scores its space whole (loop.finish_untrained)
+            if self.epochs[s] == 0 and s == n - 1 and n > 1:
+                trained = ",".join(str(e) for e in [*self.epochs[:-1], self.epochs[-2]])
+                raise UserError(f"epochs: the last stage has 0 (not trained), which only final_pick=zero-cost "
+                                f"allows (it scores that stage's space without training), and final_pick is "
+                                f"{self.final_pick}: train it (e.g. epochs={trained}) or set final_pick=zero-cost")
             if self.epochs[s] < 1:
-                raise UserError(f"epochs must be >= 1 (stage {s + 1} has {self.epochs[s]})")
+                raise UserError(f"epochs must be >= 1 (stage {s + 1} has {self.epochs[s]}); only the last stage "
+                                f"may have 0 (not trained, with final_pick=zero-cost)")
             if not 0 <= self.warmup_epochs[s] <= self.epochs[s]:
                 raise UserError(f"warmup_epochs must be in [0, epochs] (stage {s + 1}: {self.warmup_epochs[s]} "
                                 f"of {self.epochs[s]})")
@@ -348,8 +356,11 @@ SEARCH_PRESETS: dict[str, dict[str, Any]] = {
                    weight_mode="mixed", behaviour="uniform", controller_lr=5e-3, rl_interval_steps=10,
                    samples_per_update=10, size_target=[6.4, 5.4, 4.4], size_exponent=[-0.45, -0.25, -0.2]),
     # Progressive search in NAS-Bench-201 (cells per stack 1, 3, 5; 5 -> 3 -> 2 -> 1 ops per edge), with the
-    # proxy's measured reward and pick (the plain reward collapses to none/skip/pool cells there).
-    "nb201": dict(space="nb201", dataset="cifar10", layers=[1, 3, 5], ops_kept=[3, 2, 1], epochs=[10, 10, 10],
+    # proxy's measured reward and pick (the plain reward collapses to none/skip/pool cells there). The last stage
+    # (epochs 0) is not trained: the zero-cost pick scores its 64 cells whole, so its training could not change
+    # the answer, and with 5 cells per stack it would be the longest stage. Another pick (--set final_pick=...,
+    # ablate's controls) trains it as long as the stage before (load_settings).
+    "nb201": dict(space="nb201", dataset="cifar10", layers=[1, 3, 5], ops_kept=[3, 2, 1], epochs=[10, 10, 0],
                   warmup_epochs=[4, 4, 4], skip_dropout=[0.0, 0.0, 0.0], channels=16, batch_size=96,
                   weight_mode="path", behaviour="uniform", controller_lr=5e-3, rl_interval_steps=5,
                   samples_per_update=10, size_target=[1.0, 1.0, 1.0], size_exponent=[0.0, 0.0, 0.0],
@@ -358,10 +369,11 @@ SEARCH_PRESETS: dict[str, dict[str, Any]] = {
     # here: 1,1,2 cells per stack, 8 channels, epochs of 60 steps on the local CIFAR-10 archive; rewards on
     # 256-image batches; stage-end and final evaluations on the first 2,000 validation images. Its reward and pick
     # are the recipe its ablation grids measured best (README), the offpolicy-naswot-space variant: NASWOT^4 while
-    # the space is wide, ^1 in the last stage, the NASWOT-best cell of the last space as the answer. (ablate's
-    # controls do not inherit it: every variant starts from the plain reward and pick.)
+    # the space is wide, ^1 in the last stage, the NASWOT-best cell of the last space as the answer, that last
+    # stage untrained as in nb201. (ablate's controls do not inherit it: every variant starts from the plain
+    # reward and pick, and so trains the last stage 6 epochs.)
     "nb201-proxy": dict(space="nb201", dataset="cifar10-jpeg", layers=[1, 1, 2], ops_kept=[3, 2, 1],
-                        epochs=[6, 6, 6], warmup_epochs=[2, 2, 2], skip_dropout=[0.0, 0.0, 0.0], channels=8,
+                        epochs=[6, 6, 0], warmup_epochs=[2, 2, 2], skip_dropout=[0.0, 0.0, 0.0], channels=8,
                         batch_size=64, max_steps_per_epoch=60, weight_mode="path", behaviour="uniform",
                         controller_lr=5e-3, rl_interval_steps=10, samples_per_update=8, reward_batch_size=256,
                         eval_images=2000, size_target=[1.0, 1.0, 1.0], size_exponent=[0.0, 0.0, 0.0],
@@ -440,6 +452,11 @@ def load_settings(preset: str = "demo", overrides: Mapping[str, Any] | None = No
         for name, value in plain_recipe().items():
             if name in values and name not in given:
                 setattr(settings, name, value)
+    epochs = settings.epochs
+    if len(epochs) > 1 and epochs[-1] == 0 and "epochs" not in given and settings.final_pick != "zero-cost":
+        # a preset leaves its last stage untrained for its zero-cost pick, which scores that space whole; a pick
+        # that needs the stage trained (policy, best-sampled, ablate's controls) trains it as long as the one before
+        settings.epochs = [*epochs[:-1], epochs[-2]]
     _broadcast_stage_lists(settings)
     return settings.validate()
 

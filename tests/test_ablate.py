@@ -288,6 +288,8 @@ def test_a_presets_recipe_stays_out_of_the_grids_controls(tmp_path):
     planned = {run.variant: run.settings for run in plan.runs}
     for control in ("random", "darts", "offpolicy-uniform"):
         assert planned[control].zero_cost is None and planned[control].final_pick == "policy", control
+        assert planned[control].epochs == [6, 6, 6], control  # their pick needs the last stage trained
+    assert planned["offpolicy-naswot-space"].epochs == [6, 6, 0]
     preset = load_settings("nb201-proxy", {"seed": 0, "progress": False, "controller": "reinforce"})
     assert planned["offpolicy-naswot-space"].to_dict() == preset.to_dict()  # the preset is that variant
     mine = plan_ablation("nb201-proxy", "random", "0", output=tmp_path / "mine", overrides={"zero_cost": "naswot"})

@@ -44,6 +44,18 @@ def test_extrapolation_is_warm_epochs_scaled_plus_the_measured_rest():
     assert out["full_protocol_s"] == pytest.approx(sum(st["seconds"] for st in out["stages"]) + 0.5)
 
 
+def test_an_untrained_last_stage_costs_the_protocol_nothing():
+    """The NB201 presets' last stage has 0 epochs (the zero-cost pick scores it untrained): the bench still
+    measures it, but its warm-up (4 in the preset) must not turn into negative controller epochs."""
+    stage = [(5.0, 2.0), (3.0, 2.0), (4.0, 2.5), (3.5, 2.5)]
+    epochs, last = _epochs([stage] * 3, steps=10, start=0.0, evals=[1.0, 2.0, 3.0])
+    out = extrapolate(epochs, [1.0, 2.0, 3.0], 0.0, last + 0.5, [4, 4, 4], [10, 10, 0], real_steps=10)
+    third = out["stages"][2]
+    assert (third["warmup_epochs"], third["controller_epochs"], third["seconds"]) == (0, 0, 0.0)
+    assert out["stages"][1]["seconds"] > 0 and out["finish_s"] == pytest.approx(0.5)
+    assert out["full_protocol_s"] == pytest.approx(sum(st["seconds"] for st in out["stages"][:2]) + 0.5)
+
+
 def test_extrapolating_a_run_that_measured_the_whole_protocol_gives_its_wall_time():
     stage = [(5.0, 2.0), (3.0, 2.2), (4.0, 2.5), (3.5, 2.9)]
     epochs, last = _epochs([stage] * 3, steps=10, start=0.0, evals=[1.0, 2.0, 3.0])

@@ -9,6 +9,7 @@ import pytest
 from nni_offpolicy.errors import UserError
 from nni_offpolicy.search.rewards import RewardModel
 from nni_offpolicy.search.loop import Tracker, run_search
+from nni_offpolicy.tools.ablate import run_row
 from nni_offpolicy.settings import load_settings
 
 from fixtures import NB201_TINY, PLAIN
@@ -146,3 +147,52 @@ def test_a_budget_no_cell_can_meet_is_reported_not_hidden(tmp_path, capsys):
     assert "exceed size_budget 0.001 M" in capsys.readouterr().err
     met = run_search(load_settings("nb201", {**NB201_TINY, "size_budget": 100.0}), tmp_path / "met")
     assert met["within_budget"] is True
+
+
+def test_an_untrained_last_stage_answers_as_the_trained_one_and_resumes_to_it(tmp_path):
+    """epochs 0 in the last stage (the NB201 presets): the zero-cost pick scores that stage's space whole, so
+    training it cannot change the answer; skipping it must give the same cell from the same scored space, and a
+    search killed before its end must resume to that answer (no checkpoint is written at the untrained stage)."""
+    trained = run_search(load_settings("nb201", ZERO_COST_PICK), tmp_path / "trained")
+    untrained_settings = {**ZERO_COST_PICK, "epochs": "2,2,0"}
+    untrained = run_search(load_settings("nb201", untrained_settings), tmp_path / "untrained")
+    assert untrained["sample"] == trained["sample"]
+    assert untrained["stages"][-1] == {"stage": 3, "layers": 1, "trained": False,
+                                       "edge_ops": trained["stages"][-1]["edge_ops"]}
+    scores = {cell_key(c["sample"]): c["eval_zero_cost"] for c in trained["final_candidates"]}
+    assert {cell_key(c["sample"]): c["eval_zero_cost"] for c in untrained["final_candidates"]} == scores
+    records = [json.loads(line) for line in (tmp_path / "untrained" / "metrics.jsonl").read_text().splitlines()]
+    assert {r["stage"] for r in records if "stage" in r} == {1, 2}  # nothing trained in stage 3
+    row = run_row("offpolicy-naswot-space", 0, untrained)  # an ablation grid's row: the last trained stage's
+    assert (row["top_op_share"], row["argmax_frozen_share"]) == tuple(
+        untrained["stages"][1][k] for k in ("top_op_share", "argmax_frozen_share"))
+
+    class Killed(Exception):
+        pass
+
+    def kill_at_the_last_epoch(record):
+        if (record["stage"], record["epoch"]) == (2, 2):  # before its checkpoint: resume trains it again
+            raise Killed
+
+    with pytest.raises(Killed):
+        run_search(load_settings("nb201", untrained_settings), tmp_path / "killed", on_epoch=kill_at_the_last_epoch)
+    resumed = run_search(load_settings("nb201", untrained_settings), tmp_path / "killed", resume=True)
+    assert resumed["sample"] == untrained["sample"]
+    assert resumed["derived_valid_acc"] == pytest.approx(untrained["derived_valid_acc"])
+
+
+def test_an_untrained_last_stage_picks_only_from_the_space_its_shrink_kept(tmp_path):
+    """The random learner draws its derivation and its shrink apart, so its policy's cell from the last trained
+    stage mostly lies outside the kept space: it is still recorded first, but only the kept space competes."""
+    doc = run_search(load_settings("nb201", {**ZERO_COST_PICK, "epochs": "2,2,0", "controller": "random",
+                                             "final_candidates": 4}), tmp_path / "random")
+    space = doc["stages"][-1]["edge_ops"]["cell"]
+
+    def kept(sample: dict) -> bool:
+        return all(sample[f"cell/op_{edge}"] in ops for edge, ops in space.items())
+
+    policy, *others = doc["final_candidates"]
+    assert policy["from"].startswith("policy") and others and all(kept(c["sample"]) for c in others)
+    assert kept(doc["sample"])
+    contenders = [c for c in doc["final_candidates"] if kept(c["sample"])]
+    assert doc["sample"] == max(contenders, key=lambda c: c["eval_zero_cost"])["sample"]

@@ -87,3 +87,21 @@ def test_the_nb201_presets_carry_the_naswot_recipe():
         assert (s.zero_cost, s.zero_cost_exponent, s.final_pick) == ("naswot", [4.0, 4.0, 1.0], "zero-cost")
         s = load_settings(preset, {"zero_cost": "none", "final_pick": "policy"})
         assert (s.zero_cost, s.final_pick) == (None, "policy")
+
+
+def test_a_presets_untrained_last_stage_is_trained_when_the_pick_needs_it():
+    """The NB201 presets leave the last stage untrained for their zero-cost pick; another pick trains it as long
+    as the stage before, and a user's own epochs are taken as given (and refused when they cannot work)."""
+    assert load_settings("nb201").epochs == [10, 10, 0]
+    assert load_settings("nb201-proxy").epochs == [6, 6, 0]
+    assert load_settings("nb201", {"final_pick": "best-sampled"}).epochs == [10, 10, 10]
+    assert load_settings("nb201-proxy", {"final_pick": "policy"}).epochs == [6, 6, 6]
+    assert load_settings("nb201", {"epochs": "5,6,0"}).epochs == [5, 6, 0]
+    with pytest.raises(UserError, match=r"epochs: the last stage has 0 \(not trained\), which only "
+                                        r"final_pick=zero-cost allows .* final_pick is policy: train it "
+                                        r"\(e.g. epochs=5,6,6\) or set final_pick=zero-cost"):
+        load_settings("nb201", {"epochs": "5,6,0", "final_pick": "policy"})
+    with pytest.raises(UserError, match=r"epochs must be >= 1 \(stage 2 has 0\); only the last stage may"):
+        load_settings("nb201", {"epochs": "5,0,5"})
+    with pytest.raises(UserError, match=r"epochs must be >= 1 \(stage 1 has 0\)"):
+        load_settings("demo", {**ONE_VALUE_PER_STAGE, "layers": "3", "epochs": "0", "ops_kept": "1", "warmup_epochs": "0"})

@@ -26,7 +26,7 @@ COMMON_FLAGS = {
     "flops_target": "FLOPs (MACs) target per stage in M",
     "layers": "cells per stage, e.g. 5,11,17",
     "ops_kept": "ops kept per edge after each stage, e.g. 5,3,1",
-    "epochs": "epochs per stage, e.g. 25,25,25",
+    "epochs": "epochs per stage, e.g. 25,25,25 (the last may be 0 with final_pick=zero-cost: scored, not trained)",
     "warmup_epochs": "epochs per stage without controller updates",
     "batch_size": "batch size",
     "seed": "random seed",

@@ -40,7 +40,7 @@ from nni_offpolicy.search.rewards import RewardModel, probe_metric
 from nni_offpolicy.files.run_folder import GENOTYPE_FILE, check_resume_flags, clear_run, refuse_existing_run
 from nni_offpolicy.search.checkpoint import CHECKPOINT, RESUME_KEYS, SearchCheckpoint, load_resume_state  # noqa: F401
 from nni_offpolicy.search.result import ResultBuilder
-from nni_offpolicy.search.space_cells import space_samples
+from nni_offpolicy.search.space_cells import space_samples, within
 from nni_offpolicy.settings import SearchSettings
 from nni_offpolicy.search.supernet import Supernet
 
@@ -197,6 +197,7 @@ class ProgressiveSearch:
         self.tracker = Tracker(s.recent_window)
         self.learner = make_learner(s)  # how alpha learns: the one place settings.controller is read
         self.stage_summaries: list[dict[str, Any]] = []
+        self.pick_space: dict | None = None  # an untrained last stage's space (finish_untrained), else None
         self.global_step = 0
         self.reward_updates = 0
         self.total_epochs = sum(s.epochs)
@@ -227,6 +228,8 @@ class ProgressiveSearch:
                     if swaps:  # the stage's record says why its successor's space is not its top-k
                         summary["budget_swaps"] = swaps
                 stage, epoch = stage + 1, 0
+                if stage < s.stages and s.epochs[stage] == 0:
+                    return self.finish_untrained(run, stage, edge_ops)
                 if stage < s.stages:
                     self.checkpoint.save(stage, 0, edge_ops, None, logger.lines)
             return self.finish(run)
@@ -467,12 +470,18 @@ class ProgressiveSearch:
         best-scored cells, each with ``eval_zero_cost`` and its accuracy through the supernet for comparison;
         the pick is the first of those after the policy's, unless the policy's own cell scored best."""
         s = self.settings
-        pool = dict(candidates)
-        for sample in space_samples(run.controller) or []:
+        policy_key = next(iter(candidates))  # final_sample puts the policy's cell first
+        space = self.pick_space or run.edge_ops  # an untrained last stage's space, else the last stage's own
+        pool = {key: sample for key, sample in candidates.items() if within(sample, space)}
+        for sample in space_samples(build_decisions(self.family, space)) or []:
             if derivable(self.family, sample, s.max_skip_connect):
                 pool.setdefault(arch_key(self.family, sample, s.nodes), sample)
-        order = list(pool)  # the policy's cell first: it wins a tie
-        archs = {key: sample_to_arch(self.family, pool[key], s.nodes) for key in order}
+        if not pool:  # a DARTS space too large to enumerate, none of whose candidates lie in the kept ops
+            pool = dict(candidates)
+        # the policy's cell is recorded even when the space does not hold it (a random learner's own draws)
+        cells = {policy_key: candidates[policy_key], **pool}
+        archs = {key: sample_to_arch(self.family, sample, s.nodes) for key, sample in cells.items()}
+        order = list(pool)  # the policy's cell first where it competes: it wins a tie
         params = {key: self.rewards.price(archs[key])[0] / 1e6 for key in order}
         fits = [k for k in order if s.size_budget is None or params[k] <= s.size_budget]
         scores: dict[str, float] = {}
@@ -482,12 +491,11 @@ class ProgressiveSearch:
         ranked = sorted(fits, key=lambda k: -scores[k]) if fits else sorted(order, key=params.__getitem__)
 
         def record(key: str, source: str) -> dict[str, Any]:
-            out = self.scored_candidate(run, key, pool[key], source)
+            out = self.scored_candidate(run, key, cells[key], source)
             # cached for every scored cell; the policy's may lie above a budget, and so be scored only here
             out["eval_zero_cost"] = self.rewards.eval_zero_cost(archs[key], key)
             return out
 
-        policy_key = order[0]
         records = [record(policy_key, "policy, best zero-cost" if ranked[0] == policy_key else "policy")]
         records += [record(key, "space") for key in ranked[: s.final_candidates] if key != policy_key]
         best = records[0] if ranked[0] == policy_key else records[1]
@@ -547,6 +555,18 @@ class ProgressiveSearch:
                 "probabilities": run.controller.probabilities(), "greedy_sample": greedy,
                 "greedy_valid_acc": greedy_acc, "supernet_valid_acc": supernet_acc, **self.matthew(run),
                 "eval_seconds": time.time() - started}
+
+    def finish_untrained(self, run: StageRun, stage: int, edge_ops: dict) -> dict[str, Any]:
+        """The answer of a search whose last stage has 0 epochs (``final_pick=zero-cost`` only): that stage's
+        space, what the last shrink kept, is scored whole by the pick, which needs no training, so training it
+        could not change the answer; it would only cost the longest stage's time (the most cells per stack).
+        The candidates' accuracies come from ``run``, the last trained stage, whose space holds every cell of
+        this one. No checkpoint is written at this boundary: a resume starts again from the previous stage's
+        end, where its supernet is saved."""
+        self.pick_space = edge_ops
+        self.stage_summaries.append({"stage": stage + 1, "layers": self.settings.layers[stage],
+                                     "edge_ops": edge_ops, "trained": False})
+        return self.finish(run)
 
     def finish(self, run: StageRun) -> dict[str, Any]:
         """genotype.json's document (``search.result.ResultBuilder``); a reward source adjusts it here."""

@@ -9,24 +9,36 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Any
+from typing import Any, Mapping, Sequence
 
-import torch
+from search_spaces.families import EdgeOpLists
 
-from nni_offpolicy.search.controller import OffPolicyController
+from nni_offpolicy.search.controller import Decision
 
 SPACE_LIMIT = 4096  # cells; NB201 with 2 ops per edge is 64, with 3 it is 729
 
 
-def space_size(controller: OffPolicyController) -> int:
+def space_size(decisions: Sequence[Decision]) -> int:
     """The number of distinct decision vectors: the product of every decision's option count."""
-    return math.prod(len(d.options) for d in controller.decisions)
+    return math.prod(len(d.options) for d in decisions)
 
 
-def space_samples(controller: OffPolicyController, limit: int = SPACE_LIMIT) -> list[dict[str, Any]] | None:
-    """Every sample of the controller's decisions in a fixed order (the first decision's first option first), or
-    None when there are more than ``limit``."""
-    if space_size(controller) > limit:
+def space_samples(decisions: Sequence[Decision], limit: int = SPACE_LIMIT) -> list[dict[str, Any]] | None:
+    """Every sample of ``decisions`` (``progressive.build_decisions`` of a space) in a fixed order (the first
+    decision's first option first), as the controller writes samples, or None when there are more than
+    ``limit``."""
+    if space_size(decisions) > limit:
         return None
-    ranges = [range(len(d.options)) for d in controller.decisions]
-    return [controller.to_sample(torch.tensor(actions)) for actions in itertools.product(*ranges)]
+    return [{d.label: sorted(option) if d.kind == "input" else option for d, option in zip(decisions, options)}
+            for options in itertools.product(*(d.options for d in decisions))]
+
+
+def within(sample: Mapping[str, Any], space: EdgeOpLists) -> bool:
+    """Whether every op ``sample`` picks is one ``space`` keeps on that edge (labels ``kind/op_edge``)."""
+    for label, choice in sample.items():
+        kind, _, name = label.partition("/")
+        if name.startswith("op_"):
+            ops = space.get(kind, {}).get(name[3:])
+            if ops is None or choice not in ops:
+                return False
+    return True

@@ -354,9 +354,15 @@ def arch_text(family: str, genotype: Any) -> str:
     return spec.to_text(spec.from_json(genotype))
 
 
+def last_trained_stage(doc: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The record of the last stage that trained: an untrained last stage (epochs 0, scored by the zero-cost
+    pick) has no policy of its own, so the Matthew-effect measures are the stage's before it."""
+    return next(st for st in reversed(doc["stages"]) if st.get("trained", True))
+
+
 def run_row(variant: str, seed: int, doc: Mapping[str, Any]) -> dict[str, Any]:
     best = doc.get("best_sampled")
-    last = doc["stages"][-1]
+    last = last_trained_stage(doc)
     return {
         "variant": variant, "seed": seed,
         "genotype": doc.get("arch") or doc.get("genotype_str") or arch_text(doc["family"], doc["genotype"]),
@@ -413,7 +419,7 @@ def _run_searches(plan: Plan, log: Log, jobs: int) -> None:
             todo.append((k, run, (run.dir / CHECKPOINT).exists()))
 
     def report(k: int, run: Run, resume: bool, doc: Mapping[str, Any]) -> None:
-        last = doc["stages"][-1]
+        last = last_trained_stage(doc)
         log(f"[{k}/{total}] {run.name}{' (resumed)' if resume else ''}: derived valid acc "
             f"{doc['derived_valid_acc']:.1f} %, {doc['params_m']:.3f} M params, top-op share "
             f"{last['top_op_share']:.2f}, argmax frozen share {last['argmax_frozen_share']:.2f}, "
@@ -569,9 +575,10 @@ def summary_markdown(plan: Plan, rows: Sequence[Mapping[str, Any]], reference: S
     for row in rows:
         lines.append("| " + " | ".join(_code(row[c]) if c in ("genotype", "best_sampled") else _cell(row[c])
                                        for c in cols) + " |")
-    lines += ["", "derived valid acc: the derived cell through the final stage's supernet weights (valid split). "
-              "argmax frozen share: share of final-stage op decisions whose argmax never changed after warm-up "
-              "(random: a fresh uniform pick per update, the chance level). top-op share: share of the final "
+    lines += ["", "derived valid acc: the derived cell through the last trained stage's supernet weights (valid "
+              "split; a last stage with 0 epochs is scored by the zero-cost pick, untrained). argmax frozen share: "
+              "share of that stage's op decisions whose argmax never changed after warm-up "
+              "(random: a fresh uniform pick per update, the chance level). top-op share: share of that "
               "stage's edges taken by the most frequent argmax op (random: by its random derivation's op). "
               "Both near 1 = the Matthew effect. parameter-free op share: share of the derived cell's ops with no "
               "weights (none, skip, pools); near 1 = the weight-sharing collapse.", ""]

@@ -183,10 +183,13 @@ def extrapolate(epochs: Sequence[Mapping[str, Any]], stage_eval_s: Sequence[floa
                              "s_per_step": per_step, "loop_s_per_epoch": per_step * real_steps,
                              "s_per_epoch": epoch_s, "measured_cycle_s": cycles[k]}
         fixed = sum(cycles) - sum(len(ks) * cycles[ks[-1]] for ks in by_phase.values())
-        warm, total = warmup_epochs[s - 1], total_epochs[s - 1]
+        total = total_epochs[s - 1]
+        warm = min(warmup_epochs[s - 1], total)
         parts = {"weights_only_epochs_s": warm * phases["weights_only"]["s_per_epoch"],
                  "controller_epochs_s": (total - warm) * phases["controller"]["s_per_epoch"],
                  "stage_end_eval_s": stage_eval_s[s - 1], "fixed_s": fixed}
+        if total == 0:  # an untrained last stage (the zero-cost pick's): measured, but the protocol spends nothing
+            parts = dict.fromkeys(parts, 0.0)
         out_stages.append({"stage": s, "warmup_epochs": warm, "controller_epochs": total - warm, **phases,
                            "parts": parts, "seconds": sum(parts.values())})
     finish = ended - previous_end

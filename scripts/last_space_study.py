@@ -4,27 +4,36 @@
 
     python scripts/last_space_study.py --table ../shared/data/nb201-imagenet16-120.csv runs/grid/*/seed*
 
-For each search folder: every cell of its last stage's space (``stages[-1].edge_ops``) is scored with the search's
-own NASWOT (its probe images: the first ``zero_cost_images`` of the first reward batch, each cell's weights drawn
-from a seed of the cell itself), once on the reward's small network and once on the evaluation-size network the
-zero-cost pick uses. It prints the space's table mean and best, each score's Spearman correlation with the table
-over the space and the table value of each score's favourite (what the pick answers), and the same for the
-supernet's accuracies of the candidates the search recorded. The table only measures here: the package never
-reads it unless a user names it.
+For each search folder: every cell of its last stage's space (``stages[-1].edge_ops``; with a ``size_budget``, the
+cells within it) is scored with the search's own NASWOT (its probe images: the first ``zero_cost_images`` of the
+first reward batch, each cell's weights drawn from a seed of the cell itself), once on the reward's small network
+and once on the evaluation-size network the zero-cost pick uses. It prints the space's table mean and best, each
+score's Spearman correlation with the table over the space and the table value of each score's favourite (what
+the pick answers), and the same for the supernet's accuracies of the candidates the search recorded. With
+``--supernet`` every cell is also scored through the last trained stage's supernet, from the folder's
+checkpoint.pt, on the search's ``eval_images`` (slower: a minute or more per search on a CPU). The table only
+measures here: the package never reads it unless a user names it.
 """
 from __future__ import annotations
 
 import argparse
 import itertools
 import json
+import tempfile
 from pathlib import Path
 
 import numpy as np
 from scipy.stats import spearmanr
 
+import torch
+
 from nni_offpolicy.data.images import BatchLoader, load_dataset, search_split
 from nni_offpolicy.data.tables import open_table
-from nni_offpolicy.search.progressive import arch_key
+from nni_offpolicy.files import checkpoint as ckpt
+from nni_offpolicy.profiling import EvalCostModel
+from nni_offpolicy.search.loop import ProgressiveSearch
+from nni_offpolicy.search.progressive import arch_key, sample_to_arch
+from nni_offpolicy.search.replicas import Replicas
 from nni_offpolicy.search.rewards import zero_cost_probe_size
 from nni_offpolicy.search.zero_cost import ZeroCostScorer
 from nni_offpolicy.settings import SearchSettings
@@ -38,11 +47,28 @@ def probe_images(settings: SearchSettings):
     return first[: zero_cost_probe_size(settings)], data.num_classes
 
 
+def supernet_accuracies(run: Path, settings: SearchSettings, samples: list[dict]) -> list[float]:
+    """Each sample's accuracy on the ``eval_images`` through the supernet of the folder's checkpoint (the last
+    trained stage's weights, saved after its last epoch; its space holds every cell of the last one)."""
+    state = ckpt.load(run / "checkpoint.pt")
+    data = load_dataset(settings.dataset, data_dir=settings.data_dir)
+    train, valid = search_split(data, settings.train_portion, settings.split_seed)
+    with tempfile.TemporaryDirectory() as scratch:  # the search object writes nothing before run(); never to run
+        search = ProgressiveSearch(settings, Path(scratch), train, valid, Replicas(torch.device("cpu")),
+                                   progress=False)
+        search.checkpoint.stage_state = state["stage_state"]
+        stage = search.checkpoint.open_stage(lambda: search.new_stage(state["stage"], state["edge_ops"]))
+        return [search.evaluate(stage, sample) for sample in samples]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--table", required=True, help="TABLE.csv[:COLUMN] (an NB201 benchmark table)")
+    parser.add_argument("--supernet", action="store_true", help="also rank the cells by the last trained "
+                        "stage's supernet (from checkpoint.pt)")
     parser.add_argument("runs", nargs="+", help="NB201 search folders (holding genotype.json)")
     args = parser.parse_args()
+    torch.set_num_threads(1)
     table, column = open_table(args.table)
     column = table.single_column(column)
     images: dict[tuple, tuple] = {}
@@ -57,6 +83,10 @@ def main() -> None:
         edges = list(space)
         samples = [{f"cell/op_{e}": op for e, op in zip(edges, ops)}
                    for ops in itertools.product(*(space[e] for e in edges))]
+        if s.size_budget is not None:  # only the cells the pick lets compete
+            model = EvalCostModel("nb201", layers=s.eval_layers, channels=s.eval_channels, num_classes=classes,
+                                  in_channels=probe.shape[1], input_size=probe.shape[2])
+            samples = [x for x in samples if model.cost(sample_to_arch("nb201", x, 4))[0] / 1e6 <= s.size_budget]
         archs = [arch_key("nb201", sample) for sample in samples]
         truth = np.array([table.value(a, column) for a in archs])
         scorers = {"reward-size NASWOT": ZeroCostScorer("nb201", probe, s.zero_cost_layers or s.layers[0],
@@ -68,6 +98,10 @@ def main() -> None:
             scores = np.array([scorer(sample, a) for sample, a in zip(samples, archs)])
             print(f"  {name:20s} Spearman {spearmanr(scores, truth)[0]:+.2f}, its favourite "
                   f"{truth[int(np.argmax(scores))]:.2f}")
+        if args.supernet:
+            accuracies = np.array(supernet_accuracies(Path(run), s, samples))
+            print(f"  {'supernet (all cells)':20s} Spearman {spearmanr(accuracies, truth)[0]:+.2f}, its favourite "
+                  f"{truth[int(np.argmax(accuracies))]:.2f}")
         candidates = doc.get("final_candidates") or []
         if len(candidates) >= 3:
             values = [table.value(arch_key("nb201", c["sample"]), column) for c in candidates]

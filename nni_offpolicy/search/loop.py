@@ -564,6 +564,9 @@ class ProgressiveSearch:
         this one. No checkpoint is written at this boundary: a resume starts again from the previous stage's
         end, where its supernet is saved."""
         self.pick_space = edge_ops
+        if self.progress:
+            print(f"stage {stage + 1}: not trained (epochs 0); the zero-cost pick scores its space whole",
+                  file=sys.stderr)
         self.stage_summaries.append({"stage": stage + 1, "layers": self.settings.layers[stage],
                                      "edge_ops": edge_ops, "trained": False})
         return self.finish(run)

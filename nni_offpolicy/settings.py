@@ -211,11 +211,12 @@ class SearchSettings:
             raise UserError(f"baseline_decay must be in [0, 1), got {self.baseline_decay}")
         if self.replay_samples > self.replay_size:
             raise UserError(f"replay_samples ({self.replay_samples}) exceeds replay_size ({self.replay_size})")
+        untrained_last = n > 1 and self.epochs[-1] == 0  # the pick scores its space whole (finish_untrained)
         for s in range(n):
-            if self.epochs[s] == 0 and s == n - 1 and n > 1 and self.final_pick == "zero-cost":
-                continue  # an untrained last stage: the pick scores its space whole (loop.finish_untrained)
-            if self.epochs[s] == 0 and s == n - 1 and n > 1:
-                trained = ",".join(str(e) for e in [*self.epochs[:-1], self.epochs[-2]])
+            if untrained_last and s == n - 1:
+                if self.final_pick == "zero-cost":
+                    continue
+                trained = ",".join(str(e) for e in last_stage_trained(self.epochs))
                 raise UserError(f"epochs: the last stage has 0 (not trained), which only final_pick=zero-cost "
                                 f"allows (it scores that stage's space without training), and final_pick is "
                                 f"{self.final_pick}: train it (e.g. epochs={trained}) or set final_pick=zero-cost")
@@ -332,6 +333,14 @@ NASWOT_TAPER: dict[str, Any] = dict(zero_cost="naswot", zero_cost_exponent=last_
 # cell of the whole last space on its evaluation-size network (final_pick=zero-cost). Inside that space the
 # supernet's accuracy ranks cells at chance, while NASWOT still orders them (README, the fresh-seed grids).
 NASWOT_RECIPE: dict[str, Any] = {**NASWOT_TAPER, "final_pick": "zero-cost"}
+
+
+def last_stage_trained(epochs: list[int]) -> list[int]:
+    """``epochs`` with an untrained last stage (0, the zero-cost pick's) trained as long as the stage before; any
+    other list as it is. What a pick that needs the last stage trained runs on such a preset."""
+    if len(epochs) > 1 and epochs[-1] == 0:
+        return [*epochs[:-1], epochs[-2]]
+    return epochs
 
 
 def plain_recipe() -> dict[str, Any]:
@@ -452,11 +461,10 @@ def load_settings(preset: str = "demo", overrides: Mapping[str, Any] | None = No
         for name, value in plain_recipe().items():
             if name in values and name not in given:
                 setattr(settings, name, value)
-    epochs = settings.epochs
-    if len(epochs) > 1 and epochs[-1] == 0 and "epochs" not in given and settings.final_pick != "zero-cost":
+    if "epochs" not in given and settings.final_pick != "zero-cost":
         # a preset leaves its last stage untrained for its zero-cost pick, which scores that space whole; a pick
         # that needs the stage trained (policy, best-sampled, ablate's controls) trains it as long as the one before
-        settings.epochs = [*epochs[:-1], epochs[-2]]
+        settings.epochs = last_stage_trained(settings.epochs)
     _broadcast_stage_lists(settings)
     return settings.validate()
 

@@ -34,6 +34,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="NB201 benchmark table (.csv/.json; :COLUMN when it has several numeric columns): runs.csv, "
                         "summary.md and ablation.png gain each run's derived and best-sampled cell's value, "
                         "beside the table's median and optimum")
+    p.add_argument("--surrogate", default=None, metavar="MODEL.onnx[:ENCODING.json]",
+                   help="NAS-Bench-301 surrogate (ONNX; DARTS-family grids only; needs pip install -e '.[bench]'): "
+                        "runs.csv, summary.md and ablation.png gain each run's derived, best-sampled and policy "
+                        "cell's predicted accuracy, the derived cell's percentile among random cells, its "
+                        "parameter-free normal edges and params at 20 cells x 36 channels")
     p.add_argument("--jobs", "-j", type=int, default=1, metavar="N",
                    help="searches run side by side, each in its own process with its own `threads` (default 1: "
                         "one after another in this process); the results are the same either way")
@@ -50,6 +55,6 @@ def run(args: argparse.Namespace) -> int:
         overrides.setdefault("progress", "true")
     plan = plan_ablation(args.preset, args.variants, args.seeds, args.epsilon, overrides, args.output,
                          args.retrain_epochs, parse_pairs(args.retrain_overrides, "--retrain-set"), args.space,
-                         args.table)
+                         args.table, surrogate=args.surrogate)
     run_ablation(plan, jobs=args.jobs)
     return 0

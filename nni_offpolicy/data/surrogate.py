@@ -29,6 +29,7 @@ onnxruntime is an optional dependency (``pip install -e '.[bench]'``), imported 
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -100,10 +101,17 @@ def eval_params_m(genotypes: Sequence[Genotype]) -> list[float]:
     """Parameters (M, auxiliary head excluded) of each cell's DARTS evaluation network, 20 cells of 36 channels on
     CIFAR-10: the size papers (and NB301's bias) are read at. Summed per-edge costs (``EvalCostModel``): about
     3 s for the first cell (torch and one full profile), milliseconds for the next."""
+    model = _cost_model()
+    return [model.cost(as_genotype(g))[0] / 1e6 for g in genotypes]
+
+
+@functools.lru_cache(maxsize=1)
+def _cost_model() -> Any:
+    """One cost model per process: its per-edge table is what makes the second cell cheap (an ablate grid asks
+    once per run)."""
     from nni_offpolicy.profiling import EvalCostModel
 
-    model = EvalCostModel("darts")
-    return [model.cost(as_genotype(g))[0] / 1e6 for g in genotypes]
+    return EvalCostModel("darts")
 
 
 def random_genotypes(n: int, seed: int) -> list[Genotype]:

@@ -23,6 +23,12 @@ With ``table`` (``TABLE[:COLUMN]``, NB201 only) every run's derived and best-sam
 benchmark table (``data/tables.py``): runs.csv, summary.md and ablation.png gain their values, beside the table's
 median and optimum. The table is read and checked when the grid is planned, before any search runs.
 
+With ``surrogate`` (``MODEL.onnx[:ENCODING.json]``, DARTS family only) every run's derived, best-sampled and
+policy cell is scored by a NAS-Bench-301 surrogate (``data/surrogate.py``): runs.csv, summary.md and ablation.png
+gain their predicted accuracies, the derived cell's percentile among 1,000 random cells scored by the same model,
+its parameter-free normal edges and its parameters at 20 cells of 36 channels. The model is opened and checked
+when the grid is planned. Re-running a finished grid with it only adds the columns (every search is skipped).
+
 A run whose genotype.json exists is skipped (a killed grid resumes; a run killed mid-way resumes from its
 checkpoint), as is a retrain whose result.json exists, after checking that they were made with these settings.
 """
@@ -113,12 +119,21 @@ COLUMNS = ["variant", "seed", "genotype", "best_sampled", "params_m", "flops_m",
 RETRAIN_COLUMNS = ["retrain_test_acc", "retrain_params_m"]
 TABLE_COLUMNS = ["derived_table", "derived_table_rank", "best_sampled_table", "policy_table"]
 BUDGET_COLUMNS = ["budget_optimum_table", "budget_gap"]  # with a size_budget: the table's best cell within it
+SURROGATE_COLUMNS = ["derived_surrogate", "derived_surrogate_pct", "best_sampled_surrogate", "policy_surrogate",
+                     "normal_param_free", "derived_params_m"]  # with a surrogate (DARTS family)
 NUMERIC = {"params_m", "flops_m", "derived_valid_acc", "best_sampled_valid_acc", "argmax_frozen_share",
            "top_op_share", "param_free_share", "wall_time_s", "retrain_test_acc", "retrain_params_m", "derived_table",
-           "derived_table_rank", "best_sampled_table", "policy_table", "budget_optimum_table", "budget_gap"}
+           "derived_table_rank", "best_sampled_table", "policy_table", "budget_optimum_table", "budget_gap",
+           *SURROGATE_COLUMNS}
 # What the per-variant table averages, with its heading.
 SUMMARY_METRICS = [("derived_table", "derived cell in table"), ("best_sampled_table", "best-sampled cell in table"),
                    ("policy_table", "policy's cell in table"), ("budget_gap", "gap to in-budget optimum"),
+                   ("derived_surrogate", "derived cell, NB301 surrogate (%)"),
+                   ("derived_surrogate_pct", "its percentile among random cells"),
+                   ("best_sampled_surrogate", "best-sampled cell, surrogate (%)"),
+                   ("policy_surrogate", "policy's cell, surrogate (%)"),
+                   ("normal_param_free", "param-free normal edges (of 8)"),
+                   ("derived_params_m", "params (M) at 20 cells x 36"),
                    ("derived_valid_acc", "derived valid acc (%)"),
                    ("best_sampled_valid_acc", "best-sampled valid acc (%)"),
                    ("params_m", "params (M)"), ("flops_m", "FLOPs (M)"),
@@ -154,6 +169,7 @@ class Plan:
     retrain_overrides: dict[str, Any] = field(default_factory=dict)
     table: Any = None  # tables.Table the runs' cells are looked up in (None: no lookup)
     table_column: str | None = None
+    surrogate: Any = None  # data.surrogate.Surrogate the runs' DARTS cells are scored by (None: not scored)
     budget_optima: dict = field(default_factory=dict)  # (budget, eval size) -> budget_optimum's answer
     budget_eval_size: dict = field(default_factory=dict)  # the runs' evaluation size, from their genotype.json
 
@@ -184,7 +200,7 @@ def plan_ablation(preset: str = "demo", variants: str | Sequence[str] = tuple(VA
                   seeds: str | Sequence[int] = (0, 1, 2), epsilon: float = 0.3,
                   overrides: Mapping[str, Any] | None = None, output: str | Path | None = None,
                   retrain_epochs: int | None = None, retrain_overrides: Mapping[str, Any] | None = None,
-                  space: str | None = None, table: str | None = None) -> Plan:
+                  space: str | None = None, table: str | None = None, surrogate: str | None = None) -> Plan:
     """Check everything (variants, seeds, every run's settings, what an earlier grid left in ``output``) before
     anything is trained or written; raise ``UserError`` with one line on bad input."""
     variants = parse_variants(variants)
@@ -219,6 +235,8 @@ def plan_ablation(preset: str = "demo", variants: str | Sequence[str] = tuple(VA
                 retrain_overrides)
     if table is not None:
         plan.table, plan.table_column = _open_table(plan, table)
+    if surrogate is not None:
+        plan.surrogate = _open_surrogate(plan, surrogate)
     for run in runs:
         _check_existing(run)
     if retrain_epochs is not None:
@@ -241,6 +259,53 @@ def _open_table(plan: Plan, spec: str) -> tuple[Any, str]:
                         f"{plan.runs[0].settings.space} space (DARTS family); use --space nb201 or a nb201 preset")
     table, column = open_table(spec)
     return table, table.single_column(column)
+
+
+def _open_surrogate(plan: Plan, spec: str) -> Any:
+    """The NB301 surrogate, opened, checked and its random reference scored, before anything runs."""
+    from nni_offpolicy.data.surrogate import NODES, open_surrogate
+
+    s = plan.runs[0].settings
+    if get_family(plan.family).tables:
+        raise UserError(f"--surrogate: the NB301 surrogate judges DARTS cells, but this grid searches the {s.space} "
+                        f"space (NAS-Bench-201); use --table for NB201 grids")
+    if s.nodes != NODES:
+        raise UserError(f"--surrogate: NB301 cells have {NODES} intermediate nodes, this grid's have {s.nodes}; "
+                        f"use --set nodes={NODES}")
+    judge = open_surrogate(spec)
+    judge.random_reference()
+    return judge
+
+
+def surrogate_values(plan: Plan, doc: Mapping[str, Any], log: Log, label: str = "the run") -> dict[str, Any]:
+    """The derived, best-sampled and policy cells' predicted accuracies, the derived cell's percentile, its
+    parameter-free normal edges and parameters (NaN, and a line, for a cell the model cannot encode: the runs
+    have already taken their time, so the table is still written)."""
+    from search_spaces.genotypes import sample_to_genotype
+
+    from nni_offpolicy.data.surrogate import as_genotype, eval_params_m, normal_param_free
+
+    best = doc.get("best_sampled")
+    candidates = doc.get("final_candidates")  # a final pick with candidates: candidate 0 is the policy's own cell
+    cells = {"derived": doc["genotype"], "best_sampled": best["genotype"] if best else None}
+    if candidates:
+        cells["policy"] = sample_to_genotype(candidates[0]["sample"], int(doc["settings"]["nodes"]))
+    out: dict[str, Any] = {}
+    for name, arch in cells.items():
+        out[f"{name}_surrogate"] = math.nan
+        if arch is not None:
+            try:
+                source = f"{label}, {name.replace('_', '-')} cell"
+                out[f"{name}_surrogate"] = plan.surrogate.predict([arch], [source])[0]
+            except UserError as exc:
+                log(f"  surrogate: {exc}")
+    if not candidates:  # the policy's cell is the derived one
+        out["policy_surrogate"] = out["derived_surrogate"]
+    out["derived_surrogate_pct"] = plan.surrogate.percentile(out["derived_surrogate"])
+    derived = as_genotype(doc["genotype"], f"{label}, derived cell")
+    out["normal_param_free"] = normal_param_free(derived)
+    out["derived_params_m"] = eval_params_m([derived])[0]
+    return out
 
 
 def table_values(plan: Plan, doc: Mapping[str, Any], log: Log) -> dict[str, Any]:
@@ -457,6 +522,8 @@ def _run_ablation(plan: Plan, log: Log | None = None, jobs: int = 1) -> dict[str
         rows.append(run_row(run.variant, run.seed, doc))
         if plan.table is not None:
             rows[-1].update(table_values(plan, doc, log))
+        if plan.surrogate is not None:
+            rows[-1].update(surrogate_values(plan, doc, log, run.name))
         if plan.retrain_epochs is not None:
             settings = retrain_settings(plan, run.settings, doc, run.seed, str(done))
             result = _retrain(run.dir / "retrain", settings, log, run.name)
@@ -483,6 +550,7 @@ def _run_ablation(plan: Plan, log: Log | None = None, jobs: int = 1) -> dict[str
 def columns(plan: Plan) -> list[str]:
     budget = plan.table is not None and plan.runs[0].settings.size_budget is not None
     return (COLUMNS + (TABLE_COLUMNS if plan.table is not None else []) + (BUDGET_COLUMNS if budget else [])
+            + (SURROGATE_COLUMNS if plan.surrogate is not None else [])
             + (RETRAIN_COLUMNS if plan.retrain_epochs is not None else []))
 
 
@@ -525,7 +593,21 @@ def _pm(pair: tuple[float, float], digits: int) -> str:
 
 
 def _digits(key: str) -> int:
-    return 2 if key.endswith("acc") or key.endswith("_table") or key == "wall_time_s" else 3
+    if key.endswith("_pct") or key == "normal_param_free":
+        return 1
+    return 2 if key.endswith("acc") or key.endswith(("_table", "_surrogate")) or key == "wall_time_s" else 3
+
+
+def surrogate_note(plan: Plan) -> str:
+    """summary.md's line on the surrogate: the model, and what random and published cells score by it."""
+    chance = plan.surrogate.reference_summary()
+    pdarts, darts_v2 = plan.surrogate.predict([REFERENCE_GENOTYPE, "darts_v2"])
+    return (f"Cells scored by the NB301 surrogate `{plan.surrogate.model}` (predicted CIFAR-10 validation accuracy "
+            f"in NAS-Bench-301's protocol, %, epoch {plan.surrogate.epoch:g}): {chance['cells']} uniformly random "
+            f"cells (seed {chance['seed']}) give median {chance['median']:.2f}, top 10 % ≥ {chance['top10']:.2f}, "
+            f"top 1 % ≥ {chance['top1']:.2f}, max {chance['max']:.2f}; the published P-DARTS cell {pdarts:.2f}, "
+            f"DARTS V2 {darts_v2:.2f}. Percentile: the share of those random cells the derived cell's value is at "
+            f"least as good as. Params: the derived cell's network at 20 cells of 36 channels on CIFAR-10.")
 
 
 def summary_markdown(plan: Plan, rows: Sequence[Mapping[str, Any]], reference: Sequence[Mapping[str, Any]]) -> str:
@@ -555,6 +637,8 @@ def summary_markdown(plan: Plan, rows: Sequence[Mapping[str, Any]], reference: S
             lines.append(f"Hard budget {s.size_budget} M params at evaluation size: {cells} cells of the table "
                          f"are within it; the best of them {value:.2f} ({_code(arch)}); gap = that minus the "
                          f"derived cell's value.")
+    if plan.surrogate is not None:
+        lines.append(surrogate_note(plan))
     lines += ["", "## Per variant (mean ± sample std over seeds)", ""]
     summary = summarise(rows, plan.variants)
     keys = [(k, title) for k, title in SUMMARY_METRICS if summary and k in summary[0]]
@@ -610,6 +694,8 @@ def plot_ablation(plan: Plan, rows: Sequence[Mapping[str, Any]], reference: Sequ
                   path: Path) -> Path:
     """One panel per measure: per variant a bar at the mean, a std whisker and a dot per seed."""
     panels = [("derived_table", f"derived cell: {plan.table_column}")] if plan.table is not None else []
+    if plan.surrogate is not None:
+        panels.append(("derived_surrogate", "derived cell: NB301 surrogate (%)"))
     s = plan.runs[0].settings
     table_reward, same = s.reward_source == "table", False
     if table_reward:
@@ -652,6 +738,13 @@ def plot_ablation(plan: Plan, rows: Sequence[Mapping[str, Any]], reference: Sequ
             summary = plan.table.column_summary(plan.table_column)
             ax.axhline(summary["optimum"], color="black", ls="-", lw=1, label="table optimum")
             ax.axhline(summary["median"], color="black", ls="--", lw=1, label="table median")
+            ax.legend(fontsize=7, loc="lower right")
+        if key == "derived_surrogate":
+            chance = plan.surrogate.reference_summary()
+            pdarts = plan.surrogate.predict([REFERENCE_GENOTYPE])[0]
+            ax.axhline(pdarts, color="black", ls="-", lw=1, label="published P-DARTS")
+            ax.axhline(chance["top10"], color="black", ls=":", lw=1, label="random: top 10 %")
+            ax.axhline(chance["median"], color="black", ls="--", lw=1, label="random: median")
             ax.legend(fontsize=7, loc="lower right")
         if key.endswith("share"):
             ax.set_ylim(0, 1.05)

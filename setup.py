@@ -23,6 +23,11 @@ setup(
         "matplotlib",
         "tqdm",
     ],
-    extras_require={"test": ["pytest>=7", "pytest-xdist>=3"]},
+    extras_require={
+        # onnx: tests build tiny NB301-shaped models with onnx.helper (tests/test_surrogate.py)
+        "test": ["pytest>=7", "pytest-xdist>=3", "onnx"],
+        # onnxruntime: the NAS-Bench-301 surrogate judge (lookup/ablate --surrogate), nothing else
+        "bench": ["onnxruntime"],
+    },
     entry_points={"console_scripts": ["nni-offpolicy=nni_offpolicy.cli:main"]},
 )

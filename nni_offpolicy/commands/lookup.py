@@ -13,7 +13,8 @@ from nni_offpolicy.errors import UserError
 from nni_offpolicy.files.run_folder import GENOTYPE_FILE
 
 DARTS_HINT = ("benchmark tables are NAS-Bench-201: give a search of the nb201 space, its genotype.json, an exported "
-              "top.json of nb201 trials, or an arch string |op~0|+|op~0|op~1|+|op~0|op~1|op~2|")
+              "top.json of nb201 trials, or an arch string |op~0|+|op~0|op~1|+|op~0|op~1|op~2| (judge DARTS cells "
+              "with --surrogate MODEL.onnx)")
 
 
 def _nb201(arch: Any, source: str) -> str:

@@ -28,13 +28,14 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
-from nni_offpolicy.files.atomic import atomic_append_line, atomic_write_text, check_writable_folder, remove_stale_temps
+from nni_offpolicy.files.atomic import atomic_append_line, atomic_write_text, check_writable_folder
 from nni_offpolicy.files.checkpoint import atomic_save, check_seed, load, rng_state, seed_everything, set_rng_state
 from nni_offpolicy.search.devices import resolve_device
 from nni_offpolicy.errors import UserError
 from nni_offpolicy.files.locking import output_lock
 from nni_offpolicy.parsing import coerce, field_types
-from nni_offpolicy.files.run_folder import check_resume_flags, clear_run, refuse_existing_run
+from nni_offpolicy.files.run_folder import (FolderKind, check_resume_flags, check_run_folder, claim_run_folder,
+                                           refuse_existing_run)
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,8 @@ RESULT = "result.json"
 TENSORBOARD = "tensorboard"
 CHECKPOINT_FORMAT = "nni-offpolicy/retrain/1"
 
+RETRAIN_FOLDER = FolderKind("retrain", (CHECKPOINT, METRICS, RESULT), (TENSORBOARD,),
+                            {CHECKPOINT: "resumable", RESULT: "finished"})  # see files/run_folder.py
 # Settings that may differ between a run and its resumption: where the data lives, which device trains, and
 # how the architecture was named (the architecture itself is compared after loading).
 RESUME_MAY_DIFFER = {"genotype", "index", "data_dir", "download", "device"}
@@ -318,7 +321,7 @@ def coerce_overrides(overrides: Mapping[str, Any], where: str,
 
 def run_retrain(settings: RetrainSettings, output_dir: str | Path, resume: bool = False,
                 on_epoch: Callable[[dict], None] | None = None, progress: bool = True,
-                overwrite: bool = False) -> dict[str, Any]:
+                overwrite: bool = False, shared: bool = False) -> dict[str, Any]:
     """Train ``settings.genotype`` from scratch (or on from ``output_dir/checkpoint.pt`` with ``resume``).
 
     Calls ``on_epoch({"epoch", "epochs", "train_loss", "train_acc", "valid_acc", "lr", "drop_path",
@@ -328,17 +331,22 @@ def run_retrain(settings: RetrainSettings, output_dir: str | Path, resume: bool 
     (without the auxiliary head), ``network`` (the shape actually built), ``epochs``, ``settings``,
     ``wall_time_s`` (training time summed over resumed sessions). Raises ``UserError`` on bad input before
     writing anything, and on a NaN/inf loss (the last good checkpoint stays). A folder holding a checkpoint or a
-    result.json is continued (``resume``), emptied only with ``overwrite``, or refused; it is locked for the run.
+    result.json is continued (``resume``), started again only with ``overwrite`` (only the retrain's own files
+    are removed), or refused; a folder holding anything that is not a retrain's is refused unless ``shared`` (an
+    NNI trial's output folder, see ``run_folder.check_run_folder``); it is locked for the run.
     """
     settings.validate()
     check_resume_flags(resume, overwrite)
     output_dir = check_writable_folder(Path(output_dir))
     with output_lock(output_dir, "retrain"):
-        return _retrain_locked(settings, output_dir, resume, on_epoch, progress, overwrite)
+        return _retrain_locked(settings, output_dir, resume, on_epoch, progress, overwrite, shared)
 
 
 def _retrain_locked(settings: RetrainSettings, output_dir: Path, resume: bool,
-                    on_epoch: Callable[[dict], None] | None, progress: bool, overwrite: bool) -> dict[str, Any]:
+                    on_epoch: Callable[[dict], None] | None, progress: bool, overwrite: bool,
+                    shared: bool) -> dict[str, Any]:
+    check_run_folder(output_dir, RETRAIN_FOLDER, shared)  # again under the lock: what counts
+    check_run_folder(output_dir, RETRAIN_FOLDER, shared)  # before the lock file: a refused folder stays as it was
     checkpoint = output_dir / CHECKPOINT
     if resume and not checkpoint.exists():
         raise UserError(f"nothing to resume: {checkpoint} does not exist")
@@ -349,9 +357,7 @@ def _retrain_locked(settings: RetrainSettings, output_dir: Path, resume: bool,
         run.restore(checkpoint)
         logger.info("resuming %s after epoch %d of %d", output_dir, run.epoch, settings.epochs)
     # every check passed: only now is anything in the folder changed
-    remove_stale_temps(output_dir)
-    if not resume:
-        clear_run(output_dir, (CHECKPOINT, METRICS, RESULT), (TENSORBOARD,))
+    claim_run_folder(output_dir, RETRAIN_FOLDER, clear=not resume)
 
     from torch.utils.tensorboard import SummaryWriter
 

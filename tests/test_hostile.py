@@ -186,10 +186,12 @@ class _Payload:
 @pytest.mark.parametrize("command", ["search", "retrain"])
 def test_planted_checkpoint_is_refused_and_its_payload_never_runs(previous_run, tmp_path, capsys, command):
     marker = tmp_path / "payload-ran"
+    folder = previous_run if command == "search" else tmp_path / "r"  # a retrain never writes into a search's
+    folder.mkdir(exist_ok=True)
     torch.save({"settings": {}, "format": "nni-offpolicy/retrain/1", "x": _Payload(marker)},
-               previous_run / "checkpoint.pt")
+               folder / "checkpoint.pt")
     argv = (["search", *TINY] if command == "search" else ["retrain", "--genotype", "darts_v2", *RETRAIN_TINY])
-    code = main([*argv, "-o", str(previous_run), "--resume"])
+    code = main([*argv, "-o", str(folder), "--resume"])
     assert not marker.exists(), "loading the checkpoint executed its payload"
     one_line_error(capsys, code, "checkpoint", "cannot be read")
 

@@ -129,7 +129,8 @@ def test_search_derives_the_planted_best_op_on_most_edges(planted_metric, tmp_pa
     The DARTS learner (controller=darts) has no planted counterpart here: its alpha follows the validation
     cross-entropy gradient of the mixed supernet only, so a metric term cannot steer it, and data whose best op
     is known a priori would be a claim about the ops, not the learner. test_ablate checks its step direction."""
-    doc = run_search(load_settings("nb201", planted_overrides(planted_metric, weight_mode)), tmp_path)
+    # its own folder: tmp_path holds the metric module, and a search writes only into an empty folder or its own
+    doc = run_search(load_settings("nb201", planted_overrides(planted_metric, weight_mode)), tmp_path / "run")
     hits = [label for label, op in PLANTED.items() if doc["sample"][label] == op]
     assert len(hits) >= 5, (doc["arch"], hits)
     # stage 1 already ranked the planted op first, and its shrink (to 3 ops) kept it, on most edges

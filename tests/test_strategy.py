@@ -19,7 +19,7 @@ from fixtures import TINY_STRATEGY
 def test_nas_experiment_runs_the_strategy_and_exports_the_derived_cell(tmp_path):
     ops = ["max_pool_3x3", "skip_connect", "sep_conv_3x3", "dil_conv_3x3"]  # a user's own op set
     space = DartsCellSpace(normal_ops=ops, reduce_ops=ops, layers=3, channels=4, in_channels=1)
-    strategy = ProgressiveOffPolicy(preset="demo", output_dir=tmp_path, **TINY_STRATEGY)
+    strategy = ProgressiveOffPolicy(preset="demo", output_dir=tmp_path / "nas", **TINY_STRATEGY)  # beside home/
     experiment = NasExperiment(space, SearchData("digits"), strategy)
     try:
         experiment.run()
@@ -32,7 +32,7 @@ def test_nas_experiment_runs_the_strategy_and_exports_the_derived_cell(tmp_path)
     genotype = sample_to_genotype(sample)
     validate_genotype(genotype, distinct_inputs=True)
     assert {op for op, _ in genotype.normal + genotype.reduce} <= set(ops)
-    saved = json.loads((tmp_path / "genotype.json").read_text())
+    saved = json.loads((tmp_path / "nas" / "genotype.json").read_text())
     assert saved["sample"] == sample
     assert model(torch.randn(2, 1, 8, 8)).shape == (2, 10)
 

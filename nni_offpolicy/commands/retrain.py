@@ -18,7 +18,9 @@ from pathlib import Path
 from search_spaces.genotypes import is_existing_file_name
 
 from nni_offpolicy.errors import UserError
-from nni_offpolicy.retrain import RetrainSettings, checkpoint_settings, run_retrain
+from nni_offpolicy.files.atomic import check_writable_folder
+from nni_offpolicy.files.run_folder import check_run_folder
+from nni_offpolicy.retrain import RETRAIN_FOLDER, RetrainSettings, checkpoint_settings, run_retrain
 
 
 _METAVARS = {"genotype": "FILE|NAME", "dataset": "D", "data_dir": "DIR", "device": "cpu|cuda|auto"}
@@ -85,6 +87,8 @@ def main(args: argparse.Namespace) -> int:
         raise UserError("--genotype is required (a built-in name, a Genotype(...) string, an arch string or a "
                         "JSON file); with --resume and --output it is read from the checkpoint")
     output = Path(args.output) if args.output else default_output_dir(given["genotype"], given.get("index"))
+    if args.resume:  # what is in the way is said before the checkpoint is read
+        check_run_folder(check_writable_folder(output), RETRAIN_FOLDER)
     base = checkpoint_settings(output) if args.resume else None
     if args.resume and base is None:
         raise UserError(f"nothing to resume: {output / 'checkpoint.pt'} does not exist")

@@ -127,7 +127,7 @@ def run_search_trial(args: argparse.Namespace) -> int:
         with session.isolated():
             # the trial's own folder: NNI re-running a trial starts it again, as it always did
             doc = run_search(settings, session.output_dir, on_epoch=_epoch_reporter(session), progress=False,
-                             overwrite=True)
+                             overwrite=True, shared=True)  # NNI's own files share the folder
         session.report_final(final_search_result(doc, args.metric))
 
     return _run_trial(body)
@@ -169,7 +169,7 @@ def run_retrain_trial(args: argparse.Namespace) -> int:
 
         with session.isolated():
             result = run_retrain(settings, session.output_dir, on_epoch=_epoch_reporter(session),
-                                 progress=False)
+                                 progress=False, shared=True)  # NNI's own files share the folder
         final = {"default": result["test_acc"], "test_acc": result["test_acc"],
                  "best_valid_acc": result["best_valid_acc"], "params_m": result["params_m"],
                  "genotype": json.dumps(result["genotype"]), "family": result.get("family"),

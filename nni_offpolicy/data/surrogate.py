@@ -123,7 +123,7 @@ def random_genotypes(n: int, seed: int) -> list[Genotype]:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2 ** 32:
         raise UserError(f"the random reference's seed must be in [0, 2^32-1], got {seed!r}")
     rng = np.random.default_rng(int(seed))
-    pairs: dict[str, list[np.ndarray]] = {}
+    pairs: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
     for kind in KINDS:
         columns = []
         for node in range(2, NODES + 2):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import IO, Callable
+from typing import IO, Callable, Iterable
 
 from nni_offpolicy.errors import UserError
 
@@ -63,24 +63,32 @@ def atomic_append_line(line: str, path: str | Path) -> Path:
     return atomic_write_bytes(before + line.rstrip("\n").encode("utf-8") + b"\n", path)
 
 
-def remove_stale_temps(folder: str | Path) -> list[Path]:
-    """Remove ``.<name>.tmp<pid>`` files that a killed writer left in ``folder`` (not this process's own).
+def remove_stale_temps(folder: str | Path, names: Iterable[str]) -> list[Path]:
+    """Remove ``.<name>.tmp<pid>`` files that a killed writer left in ``folder`` (not this process's own), for
+    the ``names`` this product writes there only: another program's ``.notes.tmp123`` is not ours to remove.
     Call it only while holding the folder's lock, so no live writer of this product owns them."""
     folder = Path(folder)
     removed = []
     if not folder.is_dir():
         return removed
+    ours = set(names)
     for entry in folder.iterdir():
         match = _TEMP.match(entry.name)
-        if match and int(match.group(1)) != os.getpid() and entry.is_file():
+        if match and entry.name[1:-len(f".tmp{match.group(1)}")] in ours and int(match.group(1)) != os.getpid() \
+                and entry.is_file() and not entry.is_symlink():
             entry.unlink(missing_ok=True)
             removed.append(entry)
     return removed
 
 
-def _nearest_existing(path: Path) -> Path:
-    while not path.exists() and path.parent != path:
+def _nearest_existing(path: Path, flag: str, target: Path) -> Path:
+    """The nearest of ``path`` and its parents that is there; a symbolic link that leads nowhere (a loop, a
+    missing target) is one line naming it, not mkdir's "File exists" later."""
+    while not os.path.lexists(path) and path.parent != path:
         path = path.parent
+    if path.is_symlink() and not path.exists():
+        what = f"{flag} {target} is" if path == target else f"{flag} {target} cannot be made: {path} is"
+        raise UserError(f"{what} a symbolic link that leads nowhere (a loop, or a missing target)")
     return path
 
 
@@ -90,7 +98,7 @@ def check_writable_folder(folder: str | Path, flag: str = "--output") -> Path:
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise UserError(f"{flag} {folder} is a file, not a folder; choose a folder")
-    probe = _nearest_existing(folder)
+    probe = _nearest_existing(folder, flag, folder)
     if not probe.is_dir():
         raise UserError(f"{flag} {folder} cannot be made: {probe} is a file")
     if not os.access(probe, os.W_OK | os.X_OK):
@@ -104,7 +112,7 @@ def check_writable_file(path: str | Path, flag: str = "--output") -> Path:
     path = Path(path)
     if path.is_dir():
         raise UserError(f"{flag} {path} is a folder; give a file name")
-    probe = _nearest_existing(path.parent)
+    probe = _nearest_existing(path.parent, flag, path)
     if not probe.is_dir():
         raise UserError(f"{flag} {path} cannot be written: {probe} is a file, not a folder")
     if not os.access(probe, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):

@@ -26,7 +26,7 @@ from search_spaces.presets import build_space, initial_edge_ops, space_preset
 from nni_offpolicy.files import checkpoint as ckpt
 from nni_offpolicy.search.budget import budget_fit
 from nni_offpolicy.search.accel import Accel, NonFiniteWatch, peak_memory_gb, reset_peak_memory
-from nni_offpolicy.files.atomic import atomic_write_text, check_writable_folder, remove_stale_temps
+from nni_offpolicy.files.atomic import atomic_write_text, check_writable_folder
 from nni_offpolicy.search.controller import OffPolicyController
 from nni_offpolicy.data.images import BatchLoader, ImageSet, load_dataset, search_split, train_half_size
 from nni_offpolicy.search.devices import resolve_device
@@ -37,7 +37,8 @@ from nni_offpolicy.search.monitor import RunLogger
 from nni_offpolicy.search.progressive import arch_key, build_decisions, derivable, derive, sample_to_arch, shrink
 from nni_offpolicy.search.replicas import Replicas, check_devices, launch
 from nni_offpolicy.search.rewards import RewardModel, probe_metric
-from nni_offpolicy.files.run_folder import GENOTYPE_FILE, check_resume_flags, clear_run, refuse_existing_run
+from nni_offpolicy.files.run_folder import (GENOTYPE_FILE, FolderKind, check_resume_flags, check_run_folder,
+                                           claim_run_folder, refuse_existing_run)
 from nni_offpolicy.search.checkpoint import CHECKPOINT, RESUME_KEYS, SearchCheckpoint, load_resume_state  # noqa: F401
 from nni_offpolicy.search.result import ResultBuilder
 from nni_offpolicy.search.space_cells import space_samples, within
@@ -582,12 +583,15 @@ RUN_MARKERS = {CHECKPOINT: "resumable", GENOTYPE_FILE: "finished"}
 
 def run_search(settings: SearchSettings, output_dir: str | Path, resume: bool = False,
                on_epoch: EpochCallback | None = None, progress: bool | None = None,
-               initial_ops: dict | None = None, overwrite: bool = False) -> dict[str, Any]:
+SEARCH_FOLDER = FolderKind("search", RUN_FILES, ("tensorboard",), RUN_MARKERS)  # see files/run_folder.py
+               initial_ops: dict | None = None, overwrite: bool = False, shared: bool = False) -> dict[str, Any]:
     """Run (or resume) a whole progressive search; write and return genotype.json's document.
 
     ``initial_ops`` replaces the space preset's per-edge op lists (a user's own space, via the NNI strategy).
     An ``output_dir`` holding a checkpoint or a genotype.json is continued (``resume``) or, only with
-    ``overwrite``, emptied; otherwise refused. Every check on the input runs before anything there is touched,
+    ``overwrite``, started again (only the search's own files are removed); otherwise refused. A folder holding
+    anything that is not a search's is refused (``run_folder.check_run_folder``) unless ``shared`` (an NNI trial's
+    output folder, which holds NNI's files too). Every check on the input runs before anything there is touched,
     and the folder is locked for the run (``locking.output_lock``).
     """
     settings.validate()
@@ -599,11 +603,13 @@ def run_search(settings: SearchSettings, output_dir: str | Path, resume: bool = 
                             f"have {available}")
     out = check_writable_folder(Path(output_dir))
     with output_lock(out, "search"):
-        return _run_locked(settings, out, resume, on_epoch, progress, initial_ops, overwrite)
+        return _run_locked(settings, out, resume, on_epoch, progress, initial_ops, overwrite, shared)
 
 
+    check_run_folder(out, SEARCH_FOLDER, shared)  # before the lock file: a refused folder is left as it was
 def _run_locked(settings: SearchSettings, out: Path, resume: bool, on_epoch: EpochCallback | None,
-                progress: bool | None, initial_ops: dict | None, overwrite: bool) -> dict[str, Any]:
+                progress: bool | None, initial_ops: dict | None, overwrite: bool, shared: bool) -> dict[str, Any]:
+    check_run_folder(out, SEARCH_FOLDER, shared)  # again under the lock: what counts
     resume_state = None
     if resume:
         if not (out / CHECKPOINT).exists():
@@ -624,9 +630,7 @@ def _run_locked(settings: SearchSettings, out: Path, resume: bool, on_epoch: Epo
     if settings.metric:
         probe_metric(settings.metric, space_preset(settings.space).family, known_architecture(settings, initial_ops))
     # every check passed: only now is anything in the folder changed
-    remove_stale_temps(out)
-    if not resume:
-        clear_run(out, RUN_FILES, ("tensorboard",))
+    claim_run_folder(out, SEARCH_FOLDER, clear=not resume)
     show = settings.progress if progress is None else progress
     if table_source:
         from nni_offpolicy.search.table_reward import table_search

@@ -9,10 +9,12 @@ is one entry in ``METRICS`` or a ``module:function`` named in the settings.
 from __future__ import annotations
 
 import importlib
+import functools
 import numbers
 import os
 import sys
 from typing import Any, Callable
+import types
 
 import torch
 
@@ -39,15 +41,65 @@ def _import_metric_module(module_name: str) -> Any:
 
 
 def load_metric(spec: str) -> MetricFn:
-    """``module:function`` -> a callable ``(family, architecture) -> float`` (e.g. a measured latency)."""
+# The standard library's modules that work on files, processes or code. A metric is called with (family,
+# architecture) before anything else runs, so ``shutil:rmtree`` named in a settings file removed ./darts/ (the
+# family's name). A settings file stays as powerful as code (its own module may do anything), but a callable of
+# these modules is never a metric: refused by the module named, before it is imported, and by the callable's own
+# module once loaded (a user module that hands one on, ``from shutil import rmtree as latency``).
+REFUSED_METRIC_MODULES = frozenset({
+    "os", "posix", "nt", "posixpath", "ntpath", "genericpath", "shutil", "pathlib", "subprocess",
+    "posixsubprocess", "tempfile", "glob", "io", "fileinput", "filecmp", "zipfile", "tarfile", "gzip", "bz2", "lzma",
+    "shelve", "dbm", "sqlite3", "pickle", "marshal", "builtins", "importlib", "runpy", "pty", "socket", "ctypes",
+    "multiprocessing", "signal", "sys", "code", "codeop", "compileall", "py_compile", "zipimport", "mmap", "fcntl",
+    "resource", "webbrowser", "pdb", "atexit"})
+
+
+def _owners(fn: Any) -> list[Any]:
+    """The module names ``fn`` belongs to: its own, and its ``__self__``'s (a built-in function's module, or the
+    class of the object a bound method is bound to)."""
+    owners = [getattr(fn, "__module__", None)]
+    if hasattr(fn, "__self__"):
+        bound = fn.__self__
+        owners.append(bound.__name__ if isinstance(bound, types.ModuleType) else type(bound).__module__)
+    return owners
+
+
+def _refused_module(fn: Any) -> str | None:
+    """The refused module ``fn`` comes from (through ``functools.partial`` and bound methods too), or None."""
+    for _ in range(8):
+        if fn is None:
+            break
+        for owner in _owners(fn):
+            top = owner.split(".")[0].lstrip("_") if isinstance(owner, str) else ""
+            if top in REFUSED_METRIC_MODULES:
+                return top
+        fn = fn.func if isinstance(fn, functools.partial) else None
+    return None
+
+
+def _refuse(spec: str, module: str) -> UserError:
+    return UserError(f"metric {spec!r} is refused: it comes from the standard library's {module} module, which works "
+                     f"on files, processes or code; a metric must be a function of (family, architecture) of your "
+                     f"own module")
+
+
+    """``module:function`` -> a callable ``(family, architecture) -> float`` (e.g. a measured latency). Callables of
+    the standard library's file-system, process and code modules are refused (``REFUSED_METRIC_MODULES``)."""
     module_name, _, attr = spec.partition(":")
     try:
+    top = module_name.strip().split(".")[0].lstrip("_")
+    if top in REFUSED_METRIC_MODULES:
+        raise _refuse(spec, top)
         fn = getattr(_import_metric_module(module_name), attr)
     except Exception as exc:  # importing runs the module: a SyntaxError or its own failure is one line too
-        raise UserError(f"metric {spec!r} cannot be loaded: {exc}") from None
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UserError(f"metric {spec!r} cannot be loaded: {first[:200]}") from None
     if not callable(fn):
         raise UserError(f"metric {spec!r} is not callable")
     return fn
+    refused = _refused_module(fn)
+    if refused is not None:
+        raise _refuse(spec, refused)
 
 
 def probe_metric(spec: str, family: str, arch: Any) -> float:

@@ -61,7 +61,7 @@ from nni_offpolicy.parsing import parse_choices, parse_int
 from nni_offpolicy.profiling import EvalCostModel
 from nni_offpolicy.retrain import CHECKPOINT as RETRAIN_CHECKPOINT
 from nni_offpolicy.retrain import RESULT, RetrainSettings, coerce_overrides, retrain_differences, run_retrain
-from nni_offpolicy.files.run_folder import GENOTYPE_FILE
+from nni_offpolicy.files.run_folder import GENOTYPE_FILE, FolderKind, check_run_folder, claim_run_folder
 from nni_offpolicy.search.loop import CHECKPOINT, run_search
 from nni_offpolicy.settings import NASWOT_RECIPE
 from nni_offpolicy.settings import NASWOT_TAPER as TAPERED_NASWOT
@@ -460,8 +460,16 @@ def run_ablation(plan: Plan, log: Log | None = None, jobs: int = 1) -> dict[str,
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise UserError(f"--jobs must be a whole number >= 1, got {jobs!r}")
     check_writable_folder(plan.output)
+    check_run_folder(plan.output, ABLATE_FOLDER)  # before the lock file: a refused folder is left as it was
     with output_lock(plan.output, "ablate"):
+        check_run_folder(plan.output, ABLATE_FOLDER)
+        claim_run_folder(plan.output, ABLATE_FOLDER, clear=False)
         return _run_ablation(plan, log, jobs)
+
+
+# what a grid writes at the top of its folder (files/run_folder.py): a grid writes only into an empty folder or a
+# grid's own, whose finished runs it skips; every search checks its own <variant>/seed<k>/ the same way
+ABLATE_FOLDER = FolderKind("ablate", ("runs.csv", "summary.md", "ablation.png"), runs=(*VARIANTS, REFERENCE_DIR))
 
 
 def _search_one(settings: SearchSettings, out: Path, resume: bool) -> dict[str, Any]:

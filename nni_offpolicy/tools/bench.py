@@ -44,6 +44,7 @@ from nni_offpolicy.data.images import load_dataset, local_cifar10_archive, searc
 from nni_offpolicy.search.devices import resolve_device
 from nni_offpolicy.errors import UserError
 from nni_offpolicy.files.locking import output_lock
+from nni_offpolicy.files.run_folder import FolderKind, check_run_folder, claim_run_folder
 from nni_offpolicy.parsing import parse_choices
 from nni_offpolicy.search.loop import run_search
 from nni_offpolicy.settings import PRECISIONS, SEARCH_PRESETS, WEIGHT_MODES, SearchSettings, load_settings
@@ -281,8 +282,14 @@ def run_bench(plan: BenchPlan, log: Log | None = None) -> dict[str, Any]:
     check_writable_folder(plan.output)
     if plan.json_path is not None:
         check_writable_file(plan.json_path, "--json")
+    check_run_folder(plan.output, BENCH_FOLDER)  # before the lock file: a refused folder is left as it was
     with output_lock(plan.output, "bench"):
+        check_run_folder(plan.output, BENCH_FOLDER)
         return _run_bench(plan, log)
+
+
+# what a bench writes at the top of its folder (files/run_folder.py): its JSON and one search per mode x precision
+BENCH_FOLDER = FolderKind("bench", ("bench.json",), runs=tuple(f"{m}-{p}" for m in WEIGHT_MODES for p in PRECISIONS))
 
 
 def _run_bench(plan: BenchPlan, log: Log | None = None) -> dict[str, Any]:
@@ -293,6 +300,7 @@ def _run_bench(plan: BenchPlan, log: Log | None = None) -> dict[str, Any]:
     real_steps = len(train) // p.batch_size  # the search's loader drops the last partial batch
     if real_steps < 1:
         raise UserError(f"batch size {p.batch_size} exceeds the {len(train)} training images of {p.dataset}")
+    claim_run_folder(plan.output, BENCH_FOLDER, clear=False)  # every check passed: the folder is the bench's
     device_name = describe_device(p)
     results = []
     for k, run in enumerate(plan.runs, start=1):

@@ -316,6 +316,7 @@ def run_nni_bench(plan: NniPlan, log: Log | None = None) -> dict[str, Any]:
     import torch
 
     from nni_offpolicy.files.atomic import check_writable_file, check_writable_folder
+    from nni_offpolicy.files.run_folder import FolderKind, check_run_folder, claim_run_folder
     from nni_offpolicy.tools.bench import describe_device
     from nni_offpolicy.settings import load_settings
 
@@ -323,6 +324,11 @@ def run_nni_bench(plan: NniPlan, log: Log | None = None) -> dict[str, Any]:
     check_writable_folder(plan.output)
     if plan.json_path is not None:
         check_writable_file(plan.json_path, "--json")
+    # a folder of its own (files/run_folder.py): its JSON and our sides' searches, never into someone else's
+    kind = FolderKind("bench-nni", ("bench_nni.json",),
+                      runs=tuple(f"{s}-r{r}" for s in SIDES for r in range(1, plan.rounds + 1)))
+    check_run_folder(plan.output, kind)
+    claim_run_folder(plan.output, kind, clear=False)
     if plan.overrides.get("threads"):
         torch.set_num_threads(int(plan.overrides["threads"]))
     tensors = _nni_tensors(plan) if any(s.startswith("nni-") for s in plan.sides) else None

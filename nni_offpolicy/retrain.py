@@ -44,9 +44,9 @@ METRICS = "metrics.jsonl"
 RESULT = "result.json"
 TENSORBOARD = "tensorboard"
 CHECKPOINT_FORMAT = "nni-offpolicy/retrain/1"
-
 RETRAIN_FOLDER = FolderKind("retrain", (CHECKPOINT, METRICS, RESULT), (TENSORBOARD,),
                             {CHECKPOINT: "resumable", RESULT: "finished"})  # see files/run_folder.py
+
 # Settings that may differ between a run and its resumption: where the data lives, which device trains, and
 # how the architecture was named (the architecture itself is compared after loading).
 RESUME_MAY_DIFFER = {"genotype", "index", "data_dir", "download", "device"}
@@ -338,6 +338,7 @@ def run_retrain(settings: RetrainSettings, output_dir: str | Path, resume: bool 
     settings.validate()
     check_resume_flags(resume, overwrite)
     output_dir = check_writable_folder(Path(output_dir))
+    check_run_folder(output_dir, RETRAIN_FOLDER, shared)  # before the lock file: a refused folder stays as it was
     with output_lock(output_dir, "retrain"):
         return _retrain_locked(settings, output_dir, resume, on_epoch, progress, overwrite, shared)
 
@@ -346,7 +347,6 @@ def _retrain_locked(settings: RetrainSettings, output_dir: Path, resume: bool,
                     on_epoch: Callable[[dict], None] | None, progress: bool, overwrite: bool,
                     shared: bool) -> dict[str, Any]:
     check_run_folder(output_dir, RETRAIN_FOLDER, shared)  # again under the lock: what counts
-    check_run_folder(output_dir, RETRAIN_FOLDER, shared)  # before the lock file: a refused folder stays as it was
     checkpoint = output_dir / CHECKPOINT
     if resume and not checkpoint.exists():
         raise UserError(f"nothing to resume: {checkpoint} does not exist")

@@ -579,11 +579,11 @@ class ProgressiveSearch:
 
 RUN_FILES = (CHECKPOINT, "metrics.jsonl", GENOTYPE_FILE, "cell.png")  # what a search leaves, tensorboard/ aside
 RUN_MARKERS = {CHECKPOINT: "resumable", GENOTYPE_FILE: "finished"}
+SEARCH_FOLDER = FolderKind("search", RUN_FILES, ("tensorboard",), RUN_MARKERS)  # see files/run_folder.py
 
 
 def run_search(settings: SearchSettings, output_dir: str | Path, resume: bool = False,
                on_epoch: EpochCallback | None = None, progress: bool | None = None,
-SEARCH_FOLDER = FolderKind("search", RUN_FILES, ("tensorboard",), RUN_MARKERS)  # see files/run_folder.py
                initial_ops: dict | None = None, overwrite: bool = False, shared: bool = False) -> dict[str, Any]:
     """Run (or resume) a whole progressive search; write and return genotype.json's document.
 
@@ -602,11 +602,11 @@ SEARCH_FOLDER = FolderKind("search", RUN_FILES, ("tensorboard",), RUN_MARKERS)  
             raise UserError(f"ops_kept: stage 1 keeps {settings.ops_kept[0]} ops per edge but the space's edges "
                             f"have {available}")
     out = check_writable_folder(Path(output_dir))
+    check_run_folder(out, SEARCH_FOLDER, shared)  # before the lock file: a refused folder is left as it was
     with output_lock(out, "search"):
         return _run_locked(settings, out, resume, on_epoch, progress, initial_ops, overwrite, shared)
 
 
-    check_run_folder(out, SEARCH_FOLDER, shared)  # before the lock file: a refused folder is left as it was
 def _run_locked(settings: SearchSettings, out: Path, resume: bool, on_epoch: EpochCallback | None,
                 progress: bool | None, initial_ops: dict | None, overwrite: bool, shared: bool) -> dict[str, Any]:
     check_run_folder(out, SEARCH_FOLDER, shared)  # again under the lock: what counts

@@ -8,13 +8,13 @@ is one entry in ``METRICS`` or a ``module:function`` named in the settings.
 """
 from __future__ import annotations
 
-import importlib
 import functools
+import importlib
 import numbers
 import os
 import sys
-from typing import Any, Callable
 import types
+from typing import Any, Callable
 
 import torch
 
@@ -40,7 +40,6 @@ def _import_metric_module(module_name: str) -> Any:
         return importlib.import_module(module_name)
 
 
-def load_metric(spec: str) -> MetricFn:
 # The standard library's modules that work on files, processes or code. A metric is called with (family,
 # architecture) before anything else runs, so ``shutil:rmtree`` named in a settings file removed ./darts/ (the
 # family's name). A settings file stays as powerful as code (its own module may do anything), but a callable of
@@ -83,23 +82,24 @@ def _refuse(spec: str, module: str) -> UserError:
                      f"own module")
 
 
+def load_metric(spec: str) -> MetricFn:
     """``module:function`` -> a callable ``(family, architecture) -> float`` (e.g. a measured latency). Callables of
     the standard library's file-system, process and code modules are refused (``REFUSED_METRIC_MODULES``)."""
     module_name, _, attr = spec.partition(":")
-    try:
     top = module_name.strip().split(".")[0].lstrip("_")
     if top in REFUSED_METRIC_MODULES:
         raise _refuse(spec, top)
+    try:
         fn = getattr(_import_metric_module(module_name), attr)
     except Exception as exc:  # importing runs the module: a SyntaxError or its own failure is one line too
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise UserError(f"metric {spec!r} cannot be loaded: {first[:200]}") from None
     if not callable(fn):
         raise UserError(f"metric {spec!r} is not callable")
-    return fn
     refused = _refused_module(fn)
     if refused is not None:
         raise _refuse(spec, refused)
+    return fn
 
 
 def probe_metric(spec: str, family: str, arch: Any) -> float:

@@ -27,7 +27,6 @@ from nni_offpolicy.data.surrogate import (INPUT_NAMES, NB301_OPS, PREFIX, Surrog
 from nni_offpolicy.errors import UserError  # noqa: E402
 from search_spaces.genotypes import PUBLISHED, Genotype, genotype_to_dict  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fixtures import TINY_TWO_STAGES, set_flags  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent

@@ -72,6 +72,8 @@ class RetrainSettings:
     dataset: str = _opt("cifar10", "digits | cifar10 | cifar100 | imagefolder:PATH")
     data_dir: str | None = _opt(None, "where the dataset lives (default: the data module's default)")
     download: bool = _opt(False, "download the dataset if missing")
+    image_size: int | None = _opt(None, "resize every image to NxN (a folder of mixed sizes needs it; default: the "
+                                        "images' own size)")
     layers: int | None = _opt(None, "cells (DARTS, default 20) or cells per stack (NB201, default 5)")
     channels: int | None = _opt(None, "initial channels (default: DARTS 36, NB201 16)")
     epochs: int = _opt(600, "training epochs")
@@ -105,6 +107,7 @@ class RetrainSettings:
         need(self.index is None or self.index >= 0, "index", ">= 0")
         need(self.layers is None or self.layers >= 1, "layers", ">= 1")
         need(self.channels is None or self.channels >= 1, "channels", ">= 1")
+        need(self.image_size is None or self.image_size >= 1, "image_size", ">= 1 pixel (or unset)")
         need(self.epochs >= 1, "epochs", ">= 1")
         need(self.batch_size >= 1, "batch_size", ">= 1")
         need(math.isfinite(self.lr) and self.lr > 0, "lr", "> 0")
@@ -179,8 +182,10 @@ class _Run:
         self.family, self.arch = load_architecture(settings.genotype, settings.index)
         self.arch_json = architecture_to_json(self.family, self.arch)
         self.device = resolve_device(settings.device)
-        train = load_dataset(settings.dataset, "train", data_dir=settings.data_dir, download=settings.download)
-        test = load_dataset(settings.dataset, "test", data_dir=settings.data_dir, download=settings.download)
+        train = load_dataset(settings.dataset, "train", data_dir=settings.data_dir, download=settings.download,
+                             image_size=settings.image_size)
+        test = load_dataset(settings.dataset, "test", data_dir=settings.data_dir, download=settings.download,
+                            image_size=settings.image_size)
         if settings.valid_portion > 0:
             train, valid = search_split(train, portion=1.0 - settings.valid_portion, seed=settings.seed)
             self.valid_split = "holdout"

@@ -44,6 +44,9 @@ class SearchSettings:
     dataset: str = "digits"
     data_dir: str | None = None
     download: bool = False
+    # every image resized to image_size x image_size (an image folder's as it is decoded: shorter side, centre
+    # crop); None: the images' own size, which must then be one for all (data.images.load_dataset)
+    image_size: int | None = None
     train_portion: float = 0.5
     split_seed: int = 0
     # --- progressive stages (P-DARTS): one entry per stage
@@ -173,6 +176,8 @@ class SearchSettings:
         for name, value in positive.items():
             if not value > 0:
                 raise UserError(f"{name} must be > 0, got {value}")
+        if self.image_size is not None and not self.image_size >= 1:
+            raise UserError(f"image_size must be >= 1 pixel (or none: the images' own size), got {self.image_size}")
         for name in ("reward_batch_size", "eval_images"):
             value = getattr(self, name)
             if value is not None and not value >= 1:
@@ -358,6 +363,16 @@ SEARCH_PRESETS: dict[str, dict[str, Any]] = {
                  weight_mode="path", behaviour="uniform", controller_lr=0.05, rl_interval_steps=4,
                  samples_per_update=8, size_target=[0.3, 0.3, 0.3], size_exponent=[-0.1, -0.1, -0.1],
                  eval_layers=8, eval_channels=16, train_portion=0.5, lr=0.05, threads=1),
+    # Your own small image folder (about 100-2,000 images, --dataset imagefolder:PATH required): the demo's
+    # search at 32x32 (every image resized, so mixed sizes load), batches of 16 so a hundred images still give
+    # several steps an epoch, at most 20 steps an epoch and stage-end evaluations on 500 validation images so
+    # 2,000 images stay a few minutes on a CPU.
+    "own-small": dict(space="pdarts", dataset=None, image_size=32, layers=[3, 4, 5], ops_kept=[4, 2, 1],
+                      epochs=[6, 6, 6], warmup_epochs=[2, 2, 2], skip_dropout=[0.0, 0.2, 0.4], channels=8,
+                      batch_size=16, max_steps_per_epoch=20, eval_images=500, weight_mode="path",
+                      behaviour="uniform", controller_lr=0.05, rl_interval_steps=4, samples_per_update=8,
+                      size_target=[0.3, 0.3, 0.3], size_exponent=[-0.1, -0.1, -0.1], eval_layers=8,
+                      eval_channels=16, train_portion=0.5, lr=0.05, threads=1),
     # P-DARTS' CIFAR-10 protocol with the lab log's controller: off-policy uniform sampling, lr 5e-3, size term
     # with per-stage targets 6.4/5.4/4.4 M and exponents -0.45/-0.25/-0.2, skip dropout 0.3/0.6/0.8.
     "pdarts": dict(space="pdarts", dataset="cifar10", layers=[5, 11, 17], ops_kept=[5, 3, 1], epochs=[25, 25, 25],
@@ -444,14 +459,17 @@ def load_settings(preset: str = "demo", overrides: Mapping[str, Any] | None = No
         what = f"unknown preset {preset!r}" if source == "preset" else f"{source} {preset!r} is not one preset name"
         raise UserError(f"{what}; allowed: {', '.join(SEARCH_PRESETS)}")
     values = SEARCH_PRESETS[preset]
+    given = {name.replace("-", "_") for name in [*data, *(overrides or {})]}
+    if "dataset" in values and values["dataset"] is None and "dataset" not in given:
+        raise UserError(f"preset {preset} searches your own images: give them with --dataset imagefolder:PATH "
+                        f"(a folder of CLASS/IMAGE files, or a .tar.gz of one)")
     rules = {name: rule for name, rule in values.items() if callable(rule)}
-    settings = apply_overrides(SearchSettings(), {k: v for k, v in values.items() if k not in rules},
-                               f"preset {preset}")
+    settings = apply_overrides(SearchSettings(), {k: v for k, v in values.items() if k not in rules
+                                                  and not (k == "dataset" and v is None)}, f"preset {preset}")
     if data:
         apply_overrides(settings, data, str(config_file))
     if overrides:
         apply_overrides(settings, overrides, "overrides")
-    given = {name.replace("-", "_") for name in [*data, *(overrides or {})]}
     # the preset's stage rules, once the stage count (the preset's, or the user's layers) is known
     apply_overrides(settings, {name: rule(settings.stages) for name, rule in rules.items() if name not in given},
                     f"preset {preset}")

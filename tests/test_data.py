@@ -224,6 +224,50 @@ def test_imagefolder_bad_inputs(tmp_path):
     assert not list((tmp_path / "c").glob("*.npz"))  # nothing cached for a rejected source
 
 
+def test_imagefolder_mixed_sizes_name_the_file_its_size_the_expected_one_and_image_size(tmp_path):
+    """Breakage caught: the refusal of a mixed-size folder saying neither which size was expected (the first
+    image's) nor how to resize instead."""
+    root = tmp_path / "mixed"
+    write_folder(root, splits=False, per_class=1)  # 12x12
+    Image.new("RGB", (64, 48)).save(root / "bee" / "wide.png")
+    with pytest.raises(UserError, match=r"bee/wide.png.*64x48.*12x12.*image_size=N"):
+        load_dataset(f"imagefolder:{root}", cache_dir=str(tmp_path / "c"))
+
+
+def test_imagefolder_image_size_resizes_every_image_and_caches_apart(tmp_path):
+    """``image_size=N``: every image (any size or shape) becomes NxN (shorter side to N, centre crop), labels and
+    colours kept; the resized copy is cached beside the unresized one, not over it."""
+    root, cache = tmp_path / "imgs", tmp_path / "cache"
+    write_folder(root)  # 12x12
+    for cls, colour in COLOURS.items():
+        Image.new("RGB", (30, 18), colour).save(root / "train" / cls / "wide.png")
+        Image.new("RGB", (7, 9), colour).save(root / "test" / cls / "small.png")
+    train = load_dataset(f"imagefolder:{root}", "train", cache_dir=str(cache), image_size=8)
+    test = load_dataset(f"imagefolder:{root}", "test", cache_dir=str(cache), image_size=8)
+    assert train.images.shape == (12, 3, 8, 8) and test.images.shape == (12, 3, 8, 8)
+    assert train.input_size == 8 and train.pad == 1
+    assert_colour_labels(train)
+    assert_colour_labels(test)
+    solid = train.images.reshape(12, 3, -1)
+    assert bool((solid == solid[:, :, :1]).all())  # a solid colour stays solid: no border, no blur to black
+    for path in root.rglob("wide.png"):
+        path.unlink()
+    for path in root.rglob("small.png"):
+        path.unlink()
+    unresized = load_dataset(f"imagefolder:{root}", "train", cache_dir=str(cache))
+    assert unresized.images.shape == (9, 3, 12, 12)
+    assert load_dataset(f"imagefolder:{root}", "train", cache_dir=str(cache), image_size=8).images.shape[2:] == (8, 8)
+
+
+def test_image_size_resizes_embedded_datasets_too():
+    digits = load_dataset("digits", "train", image_size=16)
+    assert digits.images.shape[1:] == (1, 16, 16) and digits.input_size == 16
+    assert len(digits) == len(load_dataset("digits", "train"))
+    assert load_dataset("digits", "train", image_size=8).images.equal(load_dataset("digits", "train").images)
+    with pytest.raises(UserError, match="image_size"):
+        load_dataset("digits", "train", image_size=0)
+
+
 def test_cifar10_missing_files_without_download(tmp_path):
     with pytest.raises(UserError, match=f"{tmp_path}.*--download"):
         load_dataset("cifar10", "train", data_dir=str(tmp_path), download=False)

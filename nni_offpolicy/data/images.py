@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from nni_offpolicy.files.atomic import atomic_write
+from nni_offpolicy.console import bars_wanted
 from nni_offpolicy.errors import UserError
 
 DATASETS_HELP = (
@@ -208,19 +209,40 @@ def channel_stats(images: np.ndarray | torch.Tensor) -> tuple[tuple[float, ...],
 # Loaders per spec
 # --------------------------------------------------------------------------------------------------------------
 def load_dataset(spec: str, split: str = "train", data_dir: str | None = None, download: bool = False,
-                 cache_dir: str | None = None) -> ImageSet:
-    """One entry point for every dataset the CLI accepts (see ``DATASETS_HELP``)."""
+                 cache_dir: str | None = None, image_size: int | None = None) -> ImageSet:
+    """One entry point for every dataset the CLI accepts (see ``DATASETS_HELP``).
+
+    ``image_size=N`` makes every image NxN: an image folder's images are resized as they are decoded (shorter
+    side to N, then the centre NxN; cached apart from the unresized copy), so a folder of mixed sizes loads; an
+    embedded or torchvision set is resized as a whole. None keeps the images' own size, which must then be one
+    size for all (the first image's)."""
     if split not in SPLITS:
         raise UserError(f"split {split!r} is not allowed: use one of {', '.join(SPLITS)}")
-    if spec == "digits":
-        return _load_digits(split)
-    if spec in ("cifar10", "cifar100"):
-        return _load_cifar(spec, split, data_dir, download)
+    if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int)
+                                   or image_size < 1):
+        raise UserError(f"image_size {image_size!r} is not allowed: use a positive number of pixels N (images "
+                        f"become NxN) or none (their own size)")
     if spec.startswith("imagefolder:") and spec[len("imagefolder:"):]:
-        return _load_imagefolder(spec[len("imagefolder:"):], split, cache_dir)
+        return _load_imagefolder(spec[len("imagefolder:"):], split, cache_dir, image_size)
     if spec == "cifar10-jpeg":
-        return _load_imagefolder(str(local_cifar10_archive()), split, cache_dir)
+        return _load_imagefolder(str(local_cifar10_archive()), split, cache_dir, image_size)
+    if spec == "digits":
+        return resize_set(_load_digits(split), image_size)
+    if spec in ("cifar10", "cifar100"):
+        return resize_set(_load_cifar(spec, split, data_dir, download), image_size)
     raise UserError(f"dataset {spec!r} is not allowed: use {DATASETS_HELP}")
+
+
+def resize_set(data: ImageSet, image_size: int | None) -> ImageSet:
+    """``data`` with every image NxN (bilinear, antialiased when shrinking), its crop padding scaled as an image
+    folder's is (an eighth of the side); unchanged when ``image_size`` is None or already the size."""
+    h, w = data.images.shape[2:]
+    if image_size is None or (h, w) == (image_size, image_size):
+        return data
+    resized = F.interpolate(data.images.float(), size=(image_size, image_size), mode="bilinear",
+                            align_corners=False, antialias=True)
+    images = resized.round_().clamp_(0, 255).to(torch.uint8)
+    return replace(data, images=images, pad=max(1, image_size // 8))
 
 
 def local_cifar10_archive(roots: Iterable[Path] | None = None) -> Path:
@@ -309,16 +331,19 @@ def _source_fingerprint(path: Path) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:20]
 
 
-def imagefolder_cache_path(path: str | Path, cache_dir: str | None = None) -> Path:
-    """Where the decoded copy of an imagefolder source lives (one ``.npz`` per source version)."""
+def imagefolder_cache_path(path: str | Path, cache_dir: str | None = None, image_size: int | None = None) -> Path:
+    """Where the decoded copy of an imagefolder source lives (one ``.npz`` per source version and image size)."""
     src = Path(path).expanduser().resolve()
     root = Path(cache_dir).expanduser() if cache_dir else _default_root()
     stem = src.name.split(".")[0] or "imagefolder"
-    return root / f"imagefolder-{stem}-{_source_fingerprint(src)}.npz"
+    size = "" if image_size is None else f"-{image_size}px"
+    return root / f"imagefolder-{stem}-{_source_fingerprint(src)}{size}.npz"
 
 
-def _decode(data: IO[bytes] | str, rel: str) -> np.ndarray:
-    """One image to uint8 HxW (grey) or HxWx3; other modes become RGB."""
+def _decode(data: IO[bytes] | str, rel: str, image_size: int | None = None) -> np.ndarray:
+    """One image to uint8 HxW (grey) or HxWx3; other modes become RGB. With ``image_size`` N: the shorter side
+    scaled to N (bilinear, PIL's antialiasing when shrinking), then the centre NxN (torchvision's Resize(N) +
+    CenterCrop(N)), so no image is squashed."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -326,6 +351,13 @@ def _decode(data: IO[bytes] | str, rel: str) -> np.ndarray:
             img.load()
             if img.mode not in ("L", "RGB"):
                 img = img.convert("L" if img.mode == "1" else "RGB")
+            if image_size is not None and img.size != (image_size, image_size):
+                w, h = img.size
+                scale = image_size / min(w, h)
+                size = (max(image_size, round(w * scale)), max(image_size, round(h * scale)))
+                img = img.resize(size, Image.BILINEAR)
+                left, top = (size[0] - image_size) // 2, (size[1] - image_size) // 2
+                img = img.crop((left, top, left + image_size, top + image_size))
             return np.asarray(img, dtype=np.uint8)
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise UserError(f"cannot decode image {rel}: {exc}") from None
@@ -335,19 +367,19 @@ def _progress(total: int | None, desc: str, unit: str):
     from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, unit=unit, unit_scale=unit == "B", file=sys.stderr, mininterval=1.0,
-                dynamic_ncols=True, leave=False)
+                dynamic_ncols=True, leave=False, disable=not bars_wanted())
 
 
-def _iter_directory(root: Path) -> Iterator[tuple[str, np.ndarray]]:
+def _iter_directory(root: Path, image_size: int | None = None) -> Iterator[tuple[str, np.ndarray]]:
     files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
     files = [f for f in files if _is_image_name(f)]
     with _progress(len(files), f"decoding {root.name}", "img") as bar:
         for rel in files:
-            yield rel, _decode(str(root / rel), rel)
+            yield rel, _decode(str(root / rel), rel, image_size)
             bar.update(1)
 
 
-def _iter_archive(path: Path) -> Iterator[tuple[str, np.ndarray]]:
+def _iter_archive(path: Path, image_size: int | None = None) -> Iterator[tuple[str, np.ndarray]]:
     """Members in the archive's own order through tarfile's stream mode ("r|*"), which cannot seek: random
     access by name in a gzip stream re-reads it from the start for every member."""
     with open(path, "rb") as raw, _progress(path.stat().st_size, f"decoding {path.name}", "B") as bar:
@@ -360,7 +392,7 @@ def _iter_archive(path: Path) -> Iterator[tuple[str, np.ndarray]]:
                     if member.isfile() and _is_image_name(rel):
                         handle = tar.extractfile(member)
                         if handle is not None:
-                            yield rel, _decode(io.BytesIO(handle.read()), f"{path}:{rel}")
+                            yield rel, _decode(io.BytesIO(handle.read()), f"{path}:{rel}", image_size)
                     bar.update(raw.tell() - bar.n)
         except tarfile.TarError as exc:
             raise UserError(f"cannot read archive {path}: {exc}") from None
@@ -421,8 +453,10 @@ def _stack(groups: dict[str, list[tuple[str, str, np.ndarray]]], source: Path) -
                             f"allowed are {', '.join(classes)}")
         for _, rel, px in items:
             if px.shape[:2] != first.shape[:2]:
-                raise UserError(f"image {rel} in {source} is {px.shape[1]}x{px.shape[0]} but {first_rel} is "
-                                f"{first.shape[1]}x{first.shape[0]}: all images must have one size")
+                raise UserError(f"image {rel} in {source} is {px.shape[1]}x{px.shape[0]} (width x height) but "
+                                f"the first image, {first_rel}, is {first.shape[1]}x{first.shape[0]}: all images "
+                                f"must have one size; resize them all with --set image_size=N (retrain: "
+                                f"--image-size N), e.g. image_size={_suggested_side(first.shape)}")
         arrays = [np.repeat(px[:, :, None], 3, axis=2) if rgb and px.ndim == 2 else px for _, _, px in items]
         stacked = np.stack(arrays) if arrays else np.zeros((0, *first.shape[:2], 3 if rgb else 1), np.uint8)
         stacked = stacked[:, None] if stacked.ndim == 3 else stacked.transpose(0, 3, 1, 2)
@@ -431,6 +465,12 @@ def _stack(groups: dict[str, list[tuple[str, str, np.ndarray]]], source: Path) -
     mean, std = channel_stats(out["train_images"])
     out["mean"], out["std"] = np.array(mean), np.array(std)
     return out
+
+
+def _suggested_side(shape: tuple[int, ...]) -> int:
+    """A side to suggest for ``image_size``: the first image's shorter side, at most 32 (what CIFAR-sized
+    networks and a CPU search afford)."""
+    return min(32, int(min(shape[:2])))
 
 
 def _write_cache(arrays: dict[str, np.ndarray], path: Path) -> None:
@@ -453,7 +493,8 @@ def _read_cache(path: Path, split: str) -> dict[str, np.ndarray] | None:
         return None
 
 
-def _load_imagefolder(path_text: str, split: str, cache_dir: str | None) -> ImageSet:
+def _load_imagefolder(path_text: str, split: str, cache_dir: str | None, image_size: int | None = None
+                      ) -> ImageSet:
     """Any labelled image set on disk, decoded once; train/ and test/ folders give the splits."""
     source = Path(path_text).expanduser().resolve()
     if not source.exists():
@@ -461,10 +502,11 @@ def _load_imagefolder(path_text: str, split: str, cache_dir: str | None) -> Imag
     if not source.is_dir() and not _is_archive(source):
         raise UserError(f"imagefolder path {path_text} is not allowed: use a directory or a "
                         f"{'/'.join(ARCHIVE_SUFFIXES)} archive")
-    cache = imagefolder_cache_path(source, cache_dir)
+    cache = imagefolder_cache_path(source, cache_dir, image_size)
     cached = _read_cache(cache, split)
     if cached is None:
-        entries = list(_iter_archive(source) if _is_archive(source) else _iter_directory(source))
+        entries = list(_iter_archive(source, image_size) if _is_archive(source)
+                       else _iter_directory(source, image_size))
         _write_cache(_stack(_group(entries), source), cache)
         cached = _read_cache(cache, split)
         assert cached is not None, f"cache {cache} unreadable right after writing it"

@@ -37,8 +37,8 @@ class SearchData(Evaluator):
 
     def __init__(self, dataset: str = "digits", data_dir: str | None = None, download: bool = False,
                  train_portion: float = 0.5, split_seed: int = 0, epochs: int = 1, batch_size: int = 64,
-                 lr: float = 0.05, device: str = "auto"):
-        self.dataset, self.data_dir, self.download = dataset, data_dir, download
+                 lr: float = 0.05, device: str = "auto", image_size: int | None = None):
+        self.dataset, self.data_dir, self.download, self.image_size = dataset, data_dir, download, image_size
         self.train_portion, self.split_seed = train_portion, split_seed
         self.epochs, self.batch_size, self.lr, self.device = epochs, batch_size, lr, device
 
@@ -53,8 +53,8 @@ class SearchData(Evaluator):
         from nni_offpolicy.search.devices import resolve_device
 
         device = resolve_device(self.device)
-        train = load_dataset(self.dataset, "train", self.data_dir, self.download)
-        test = load_dataset(self.dataset, "test", self.data_dir, self.download)
+        train = load_dataset(self.dataset, "train", self.data_dir, self.download, image_size=self.image_size)
+        test = load_dataset(self.dataset, "test", self.data_dir, self.download, image_size=self.image_size)
         model = model.to(device)
         optimizer = torch.optim.SGD(model.parameters(), lr=self.lr, momentum=0.9, weight_decay=3e-4)
         loader = BatchLoader(train, self.batch_size, device, train=True)
@@ -113,6 +113,8 @@ class ProgressiveOffPolicy(OneShotStrategy):
         if isinstance(evaluator, SearchData):
             overrides.update(dataset=evaluator.dataset, data_dir=evaluator.data_dir, download=evaluator.download,
                              train_portion=evaluator.train_portion, split_seed=evaluator.split_seed)
+            if evaluator.image_size is not None:  # else the settings' own (a preset's, e.g. own-small's 32)
+                overrides["image_size"] = evaluator.image_size
         elif evaluator is not None:
             _logger.warning("%s does not name data; searching on the settings' dataset %r. Use SearchData.",
                             type(evaluator).__name__, self.settings.dataset)

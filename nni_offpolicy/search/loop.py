@@ -624,7 +624,7 @@ def _run_locked(settings: SearchSettings, out: Path, resume: bool, on_epoch: Epo
     # loaded here first even with several replicas: a bad dataset fails before anything is spawned, and a JPEG
     # folder is decoded into its cache once instead of by every replica at the same time
     data = None if table_source else load_dataset(settings.dataset, "train", data_dir=settings.data_dir,
-                                                  download=settings.download)
+                                                  download=settings.download, image_size=settings.image_size)
     if data is not None:
         check_split_batches(settings, data)
     if settings.metric:
@@ -650,9 +650,21 @@ def check_split_batches(settings: SearchSettings, data: ImageSet) -> None:
     one), checked before the folder is touched rather than when the first stage builds its loader."""
     n_train = train_half_size(len(data), settings.train_portion)
     if settings.batch_size > n_train:
-        raise UserError(f"batch_size {settings.batch_size} is larger than the {n_train} images of the search's "
-                        f"training half ({len(data)} images of {settings.dataset}, train_portion "
-                        f"{settings.train_portion}); use a batch_size of at most {n_train}")
+        suggested = suggested_batch_size(n_train)
+        raise UserError(f"batch_size {settings.batch_size} does not fit: the search trains weights on "
+                        f"train_portion {settings.train_portion} of the images, {n_train} of the {len(data)} "
+                        f"images of {settings.dataset} (the rest score architectures), and every weight step "
+                        f"takes one whole batch of them, so batch_size must be at most {n_train}: e.g. "
+                        f"--set batch_size={suggested} ({n_train // suggested} steps an epoch)")
+
+
+def suggested_batch_size(train_images: int) -> int:
+    """A batch size for a small training half: the largest power of two that leaves at least 3 steps an epoch
+    (1 when even that cannot)."""
+    size = 1
+    while size * 2 * 3 <= train_images:
+        size *= 2
+    return size
 
 
 def known_architecture(settings: SearchSettings, initial_ops: dict | None = None) -> Any:
@@ -673,7 +685,8 @@ def _search_replica(replicas: Replicas, on_epoch: EpochCallback | None, settings
     if settings.threads > 0:
         torch.set_num_threads(settings.threads)
     if data is None:
-        data = load_dataset(settings.dataset, "train", data_dir=settings.data_dir, download=settings.download)
+        data = load_dataset(settings.dataset, "train", data_dir=settings.data_dir, download=settings.download,
+                            image_size=settings.image_size)
     train_set, valid_set = search_split(data, settings.train_portion, settings.split_seed)
     if resume_state is None:
         ckpt.seed_everything(settings.seed)

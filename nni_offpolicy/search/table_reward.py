@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,10 +48,12 @@ def data_shape(settings: SearchSettings) -> DataShape:
     """What the schedule (steps per epoch) and the cost model (params/FLOPs at evaluation size) need to know of
     the dataset, without holding its images where that can be avoided."""
     if settings.dataset in KNOWN_SHAPES:
-        return DataShape(*KNOWN_SHAPES[settings.dataset])
+        shape = DataShape(*KNOWN_SHAPES[settings.dataset])
+        return shape if settings.image_size is None else replace(shape, input_size=settings.image_size)
     from nni_offpolicy.data.images import load_dataset
 
-    data = load_dataset(settings.dataset, "train", data_dir=settings.data_dir, download=settings.download)
+    data = load_dataset(settings.dataset, "train", data_dir=settings.data_dir, download=settings.download,
+                        image_size=settings.image_size)
     return DataShape(len(data), data.num_classes, data.in_channels, data.input_size)
 
 

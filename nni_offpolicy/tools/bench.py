@@ -120,7 +120,7 @@ def plan_bench(preset: str = "pdarts", dataset: str | None = None, device: str =
     modes = parse_choices(weight_modes, "--weight-modes", WEIGHT_MODES)
     base = dict(overrides)
     # CIFAR-10 presets (pdarts, nb201) default to the local JPEG archive; the others keep their own data (demo: digits)
-    if dataset is None and SEARCH_PRESETS[preset].get("dataset", "").startswith("cifar"):
+    if dataset is None and (SEARCH_PRESETS[preset].get("dataset") or "").startswith("cifar"):
         dataset = default_dataset()
     if dataset is not None:
         base["dataset"] = dataset

@@ -10,7 +10,7 @@ import nni_offpolicy.profiling as profiling
 from nni_offpolicy.cli import main
 from nni_offpolicy.profiling import EvalCostModel, count_params, genotype_cost, profile_model
 from search_spaces import DARTS_OPS, NB201_OPS, PUBLISHED, Genotype, GenotypeError, NetworkCIFAR, build_op
-from search_spaces.genotypes import sample_to_nb201
+from search_spaces.genotypes import load_architecture, sample_to_nb201
 
 SMALL = dict(layers=8, channels=16)
 
@@ -243,3 +243,42 @@ def test_warm_up_fills_the_table_so_pricing_needs_no_profiling(monkeypatch):
     assert len(model._edges) == entries
     with pytest.raises(ValueError, match="sep_conv_9x9"):
         EvalCostModel("nb201", layers=1).warm_up(["sep_conv_9x9"])
+
+
+@pytest.fixture(scope="module")
+def digits_search(tmp_path_factory):
+    """A tiny search on the embedded digits: 8x8 grey images, 10 classes, evaluation size 5 cells x 8 channels."""
+    from fixtures import TINY, set_flags
+
+    out = tmp_path_factory.mktemp("profiled") / "run"
+    assert main(["search", "--quiet", "-o", str(out), *set_flags({**TINY, "epochs": "1,1,1", "warmup_epochs": "0,0,0",
+                                                                 "max_steps_per_epoch": 1})]) == 0
+    return out / "genotype.json"
+
+
+def test_profile_of_a_search_uses_the_evaluation_size_it_records(capsys, digits_search):
+    """Breakage caught (issue 27): ``profile runs/demo/genotype.json`` priced the cell at 32x32 RGB, 20 x 36 while
+    the search recorded its own evaluation size (8x8 grey, eval_layers x eval_channels): two numbers for one cell."""
+    doc = json.loads(digits_search.read_text())
+    assert doc["eval_size"] == {"layers": 5, "channels": 8, "input_size": 8, "in_channels": 1, "num_classes": 10}
+    code, out, err = run_cli(capsys, str(digits_search), "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert (result["params"], result["flops"]) == (doc["params"], doc["flops"])
+    assert {k: result[k] for k in doc["eval_size"]} == doc["eval_size"]
+    code, out, _ = run_cli(capsys, str(digits_search))
+    assert code == 0 and f"{doc['flops_m']:.1f} M FLOPs" in out and "8x8 input" in out
+    assert "evaluation size recorded in" in out
+
+
+def test_profile_flags_override_the_recorded_evaluation_size(capsys, digits_search):
+    code, out, err = run_cli(capsys, str(digits_search), "--json", "--input-size", "32", "--in-channels", "3",
+                             "--layers", "8")
+    assert code == 0, err
+    result = json.loads(out)
+    doc = json.loads(digits_search.read_text())
+    assert (result["layers"], result["channels"], result["input_size"], result["in_channels"],
+            result["num_classes"]) == (8, 8, 32, 3, 10)
+    family, arch = load_architecture(str(digits_search))
+    assert (result["params"], result["flops"]) == genotype_cost(arch, family, layers=8, channels=8, num_classes=10,
+                                                                 in_channels=3, input_size=32)

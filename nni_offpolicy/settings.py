@@ -34,7 +34,7 @@ REWARD_SOURCES = ("supernet", "table")  # accuracy through the shared weights | 
 RUNTIME_SETTINGS = frozenset({"progress", "device", "devices", "precision", "channels_last", "compile", "threads"})
 STAGE_LISTS = ("layers", "ops_kept", "epochs", "warmup_epochs", "skip_dropout", "size_target", "size_exponent",
                "flops_target", "flops_exponent", "metric_target", "metric_exponent", "zero_cost_target",
-               "zero_cost_exponent")
+               "zero_cost_exponent", "size_abs_penalty")
 
 
 @dataclass
@@ -90,6 +90,10 @@ class SearchSettings:
     # --- reward: accuracy x (metric / target) ^ exponent, per stage; exponent 0 switches a term off
     size_target: list[float] = field(default_factory=lambda: [6.4, 5.4, 4.4])   # M params at eval size
     size_exponent: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    # TuNAS' absolute size term (Bender et al., CVPR 2020): reward - penalty * |params / size_target - 1|, per
+    # stage; it costs a cell below its target as much as one above, where (P/T)^w with w < 0 pays a weight-sharing
+    # search for the parameter-free cells it already favours (they need no training). 0 switches it off.
+    size_abs_penalty: list[float] = field(default_factory=lambda: [0.0])
     flops_target: list[float] = field(default_factory=lambda: [600.0, 600.0, 600.0])  # M MACs at eval size
     flops_exponent: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
     metric: str | None = None  # "module:function" taking (family, architecture) -> float
@@ -206,6 +210,9 @@ class SearchSettings:
         if not 1 <= self.size_budget_from_stage <= self.stages:
             raise UserError(f"size_budget_from_stage must be a stage, 1 to {self.stages}, got "
                             f"{self.size_budget_from_stage}")
+        for s, value in enumerate(self.size_abs_penalty, start=1):
+            if value < 0:
+                raise UserError(f"size_abs_penalty must be >= 0 (stage {s} has {value}); it is subtracted")
         for name in ("size_target", "flops_target", "metric_target", "zero_cost_target"):
             for s, value in enumerate(getattr(self, name), start=1):
                 if not value > 0:
@@ -379,6 +386,19 @@ SEARCH_PRESETS: dict[str, dict[str, Any]] = {
                    warmup_epochs=[10, 10, 10], skip_dropout=[0.3, 0.6, 0.8], channels=16, batch_size=96,
                    weight_mode="mixed", behaviour="uniform", controller_lr=5e-3, rl_interval_steps=10,
                    samples_per_update=10, size_target=[6.4, 5.4, 4.4], size_exponent=[-0.45, -0.25, -0.2]),
+    # The pdarts search shrunk to run whole on 2 CPU cores (1 thread) in minutes, so DARTS-space grids of several
+    # variants x seeds run here: the same three stages, 8 -> 5 -> 3 -> 1 ops per edge, P-DARTS' skip dropout and
+    # the lab log's size exponents, on the local CIFAR-10 archive, with 3/4/5 cells of 8 channels instead of
+    # 5/11/17 of 16, epochs of 40 path-sampled steps (2 weights-only, 2 with the controller), rewards on 128-image
+    # batches and evaluations on the first 512 validation images. Params/FLOPs are priced at the protocol's
+    # 20 x 36, and the size target is the published P-DARTS cell's 3.4 M there (the ratio term only rescales a
+    # stage's rewards by a constant, whatever its target; the absolute term, size_abs_penalty, needs a real one).
+    "pdarts-proxy": dict(space="pdarts", dataset="cifar10-jpeg", layers=[3, 4, 5], ops_kept=[5, 3, 1],
+                         epochs=[4, 4, 4], warmup_epochs=[2, 2, 2], skip_dropout=[0.3, 0.6, 0.8], channels=8,
+                         batch_size=64, max_steps_per_epoch=40, weight_mode="path", behaviour="uniform",
+                         controller_lr=5e-3, rl_interval_steps=5, samples_per_update=8, reward_batch_size=128,
+                         eval_images=512, size_target=[3.4, 3.4, 3.4], size_exponent=[-0.45, -0.25, -0.2],
+                         eval_layers=20, eval_channels=36, threads=1),
     # Progressive search in NAS-Bench-201 (cells per stack 1, 3, 5; 5 -> 3 -> 2 -> 1 ops per edge), with the
     # proxy's measured reward and pick (the plain reward collapses to none/skip/pool cells there). The last stage
     # (epochs 0) is not trained: the zero-cost pick scores its 64 cells whole, so its training could not change

@@ -81,3 +81,28 @@ def test_all_terms_together_on_an_nb201_cell():
     # 0.5 * (0.176122 / 0.2) ** -0.3 * (23.288512 / 20) ** -0.1 * (1 / 0.5) ** 2
     assert rewards.reward(0.5, m, 0) == pytest.approx(0.5 * 0.88061 ** -0.3 * 1.1644256 ** -0.1 * 4.0, rel=1e-9)
     assert rewards.reward(0.5, m, 0) == pytest.approx(2.0463680, rel=1e-6)
+
+
+def test_absolute_size_term_costs_a_cell_below_its_target_as_much_as_one_above():
+    """TuNAS' absolute term: R = acc - penalty * |params / target - 1|. Breakage caught: the term left out, its sign
+    flipped (a bonus), applied as a ratio (which rewards every smaller cell, the collapse it is there to stop), or
+    read from another stage's entry."""
+    rewards = model("pdarts", {"size_target": "3.0,4.0,3.433798", "size_exponent": 0, "size_abs_penalty": "0.2,0.5,1"})
+    m = rewards.metrics(PUBLISHED["pdarts"], "pdarts")
+    assert rewards.reward(0.9, m, 0) == pytest.approx(0.9 - 0.2 * (3.433798 / 3 - 1), rel=1e-9)  # above target
+    assert rewards.reward(0.9, m, 1) == pytest.approx(0.9 - 0.5 * (1 - 3.433798 / 4), rel=1e-9)  # below target
+    assert rewards.reward(0.9, m, 2) == pytest.approx(0.9, rel=1e-9)  # at target: no cost
+    # the same distance below and above the target costs the same
+    below = {"params_m": 2.0, "flops_m": 1.0}
+    above = {"params_m": 4.0, "flops_m": 1.0}
+    assert rewards.reward(0.5, below, 0) == pytest.approx(rewards.reward(0.5, above, 0))
+    off = model("pdarts", {"size_target": 3.0, "size_exponent": 0})
+    assert off.reward(0.9, below, 0) == 0.9  # default 0: no term
+
+
+@pytest.mark.parametrize("value", ["-0.1", "0.1,-1,0"])
+def test_a_negative_absolute_size_penalty_is_one_clear_error(value):
+    from nni_offpolicy.errors import UserError
+
+    with pytest.raises(UserError, match="size_abs_penalty must be >= 0"):
+        load_settings("pdarts", {"size_abs_penalty": value})

@@ -1,7 +1,8 @@
 """Rewards: accuracy through the shared weights times non-differentiable metrics of the architecture.
 
 R = acc * prod_m (metric_m(a) / target_m) ^ w_m   (MnasNet form; w < 0 penalises a metric above its target;
-w > 0 rewards one, as for a zero-cost score), and R = 0 for a cell above the hard ``size_budget``: a soft term
+w > 0 rewards one, as for a zero-cost score), minus ``size_abs_penalty * |params / size_target - 1|`` (TuNAS'
+absolute form, which costs a cell below its size target too), and R = 0 for a cell above the hard ``size_budget``: a soft term
 trades accuracy for size, so a user who must fit a device would still get a cell over the limit.
 Metrics are functions of the architecture priced as the network it would become at evaluation size; adding one
 is one entry in ``METRICS`` or a ``module:function`` named in the settings.
@@ -177,4 +178,6 @@ class RewardModel:
         for name, target, exponent in terms:
             if exponent[stage] != 0 and name in metrics:
                 r *= (max(metrics[name], 1e-12) / target[stage]) ** exponent[stage]
+        if s.size_abs_penalty[stage]:
+            r -= s.size_abs_penalty[stage] * abs(metrics["params_m"] / s.size_target[stage] - 1.0)
         return r

@@ -106,6 +106,14 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # zero-cost): there the supernet ranks the cells at chance; and its control without the controller
     "offpolicy-naswot-space": {"controller": "reinforce", **NASWOT_SPACE},
     "random-naswot-space": {"controller": "random", **NASWOT_SPACE},
+    # off-policy uniform whose size term is TuNAS' absolute one, - 0.2 |params / size_target - 1|, in place of
+    # the MnasNet ratio: a cell below the user's size target costs as much as one above, so the parameter-free
+    # cells a young supernet favours stop being the cheap winners (the DARTS-space collapse); and the same with the
+    # NASWOT taper's reward and pick
+    "offpolicy-size-abs": {"controller": "reinforce", "behaviour": "uniform", "size_exponent": 0.0,
+                           "size_abs_penalty": 0.2},
+    "offpolicy-size-abs-naswot": {"controller": "reinforce", **NASWOT_TAPER, "size_exponent": 0.0,
+                                  "size_abs_penalty": 0.2},
 }
 
 RESERVED = {"controller": "--variants", "behaviour": "--variants", "epsilon": "--epsilon", "seed": "--seeds"}

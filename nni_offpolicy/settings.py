@@ -9,16 +9,18 @@ import json
 import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import yaml
 
-from search_spaces.families import Family, get_family
-from search_spaces.presets import SPACE_PRESETS, initial_edge_ops, space_preset
-
 from nni_offpolicy.errors import UserError
-from nni_offpolicy.search.learners import LEARNERS  # how alpha learns: REINFORCE, DARTS gradient, not at all
 from nni_offpolicy.parsing import coerce, field_types
+
+if TYPE_CHECKING:
+    from search_spaces.families import Family
+
+# The spaces (search_spaces: NNI and torch) and the learners (torch) are imported where settings are validated,
+# not here: the CLI reads the presets to build --help, which must not wait seconds for torch and NNI.
 
 BEHAVIOURS = ("uniform", "egreedy", "multinomial", "on-policy")
 WEIGHT_MODES = ("mixed", "path")
@@ -151,6 +153,11 @@ class SearchSettings:
 
     def validate(self) -> "SearchSettings":
         """Every inconsistency in one clear line, before any data is loaded or any training starts."""
+        from search_spaces.families import get_family
+        from search_spaces.presets import SPACE_PRESETS, initial_edge_ops, space_preset
+
+        from nni_offpolicy.search.learners import LEARNERS  # how alpha learns: REINFORCE, DARTS gradient, not at all
+
         if self.space not in SPACE_PRESETS:
             raise UserError(f"unknown space {self.space!r}; allowed: {', '.join(SPACE_PRESETS)}")
         self._validate_numbers()
@@ -299,6 +306,8 @@ class SearchSettings:
 
     def _validate_reward_source(self, family: Family) -> None:
         """The table reward source is read here, so a missing file or column stops before anything is written."""
+        from nni_offpolicy.search.learners import LEARNERS
+
         if self.reward_source not in REWARD_SOURCES:
             raise UserError(f"unknown reward_source {self.reward_source!r}; allowed: {', '.join(REWARD_SOURCES)}")
         if self.reward_source == "supernet":

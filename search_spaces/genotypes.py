@@ -12,14 +12,21 @@ from collections import namedtuple
 from pathlib import Path
 from typing import Any, Mapping, Sequence, Union
 
-from .nb201 import nb201_edge_keys
-from .ops import OPS
+# No torch or NNI here (the op registry, ops.OPS, is imported where an op name is checked): the CLI reads the
+# built-in names and genotype files to build --help and to price a genotype.json without waiting for them.
 
 Genotype = namedtuple("Genotype", "normal normal_concat reduce reduce_concat")
 
 
 class GenotypeError(ValueError):
     """A malformed genotype; the message names the field."""
+
+
+def _ops() -> Mapping[str, Any]:
+    """The op registry (``ops.OPS``), imported on first use."""
+    from .ops import OPS
+
+    return OPS
 
 
 PUBLISHED: dict[str, Genotype] = {
@@ -83,8 +90,8 @@ def validate_genotype(genotype: Genotype, allowed_ops: Mapping[str, Mapping[str,
                 raise GenotypeError(f"{kind}[{k}]: expected [op, input_index], got {pair!r}")
             op, index = pair
             node = 2 + k // 2
-            if not isinstance(op, str) or op not in OPS:
-                raise GenotypeError(f"{kind}[{k}]: unknown op {op!r}; allowed: {', '.join(sorted(OPS))}")
+            if not isinstance(op, str) or op not in _ops():
+                raise GenotypeError(f"{kind}[{k}]: unknown op {op!r}; allowed: {', '.join(sorted(_ops()))}")
             if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < node:
                 raise GenotypeError(f"{kind}[{k}]: input index {index!r} out of range for node {node} "
                                     f"(allowed 0..{node - 1})")
@@ -260,8 +267,8 @@ def nb201_to_sample(arch: str) -> dict[str, str]:
             op, _, src = edge.partition("~")
             if src != str(i):
                 raise GenotypeError(f"node {j} edge {i} of {arch!r}: expected '~{i}', got {edge!r}")
-            if op not in OPS:
-                raise GenotypeError(f"node {j} edge {i}: unknown op {op!r}; allowed: {', '.join(sorted(OPS))}")
+            if op not in _ops():
+                raise GenotypeError(f"node {j} edge {i}: unknown op {op!r}; allowed: {', '.join(sorted(_ops()))}")
             sample[f"cell/op_{j}_{i}"] = op
     return sample
 

@@ -105,3 +105,16 @@ def test_a_presets_untrained_last_stage_is_trained_when_the_pick_needs_it():
         load_settings("nb201", {"epochs": "5,0,5"})
     with pytest.raises(UserError, match=r"epochs must be >= 1 \(stage 1 has 0\)"):
         load_settings("demo", {**ONE_VALUE_PER_STAGE, "layers": "3", "epochs": "0", "ops_kept": "1", "warmup_epochs": "0"})
+
+
+def test_pdarts_proxy_is_the_pdarts_search_shrunk_for_a_cpu():
+    """What pdarts-proxy keeps of P-DARTS (three stages, 8 -> 5 -> 3 -> 1 ops, its skip dropout, the lab log's
+    size exponents, params priced at the protocol's 20 x 36) and what it cuts (cells, channels, steps, images):
+    a grid's figures are read against that, so a change to either is a deliberate one."""
+    proxy, full = load_settings("pdarts-proxy"), load_settings("pdarts")
+    kept = ("space", "ops_kept", "skip_dropout", "size_exponent", "controller", "importance", "lr", "momentum",
+            "weight_decay", "grad_clip", "max_skip_connect", "eval_layers", "eval_channels")
+    assert {k: getattr(proxy, k) for k in kept} == {k: getattr(full, k) for k in kept}
+    assert proxy.stages == full.stages == 3 and proxy.dataset == "cifar10-jpeg" and proxy.threads == 1
+    assert all(p < f for p, f in zip(proxy.layers, full.layers)) and proxy.channels < full.channels
+    assert proxy.max_steps_per_epoch and proxy.eval_images and proxy.reward_batch < full.batch_size * 2

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import argparse
 
-from nni_offpolicy.tools.plot import FORMATS, plot_architecture
 from nni_offpolicy.commands.profile import GENOTYPE_HELP, load_spec
+
+FORMATS = (".png", ".pdf", ".svg")  # = tools.plot.FORMATS (matplotlib: imported when a picture is drawn)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,6 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from nni_offpolicy.tools.plot import plot_architecture
+
     family, arch = load_spec(args.genotype, args.index)
     path = plot_architecture(family, arch, args.output, title=args.title)
     print(path)

@@ -20,7 +20,7 @@ from search_spaces.genotypes import is_existing_file_name
 from nni_offpolicy.errors import UserError
 from nni_offpolicy.files.atomic import check_writable_folder
 from nni_offpolicy.files.run_folder import check_run_folder
-from nni_offpolicy.retrain import RETRAIN_FOLDER, RetrainSettings, checkpoint_settings, run_retrain
+from nni_offpolicy.retrain_settings import RetrainSettings  # torch-free: --help stays fast
 
 
 _METAVARS = {"genotype": "FILE|NAME", "dataset": "D", "data_dir": "DIR", "device": "cpu|cuda|auto"}
@@ -82,6 +82,8 @@ def default_output_dir(genotype: str, index: int | None) -> Path:
 
 
 def main(args: argparse.Namespace) -> int:
+    from nni_offpolicy.retrain import RETRAIN_FOLDER, checkpoint_settings, run_retrain
+
     given = {f.name: getattr(args, f.name) for f in fields(RetrainSettings) if hasattr(args, f.name)}
     if "genotype" not in given and not (args.resume and args.output):
         raise UserError("--genotype is required (a built-in name, a Genotype(...) string, an arch string or a "

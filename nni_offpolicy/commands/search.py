@@ -4,8 +4,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from nni_offpolicy.commands import parse_pairs
 from nni_offpolicy.settings import SEARCH_PRESETS
@@ -51,7 +52,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue the search checkpointed in --output")
     p.add_argument("--overwrite", action="store_true",
                    help="discard a finished or resumable search already in --output (refused without it)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--quiet", action="store_true",
+                   help="one line per stage instead of per epoch (progress bars are drawn only on a terminal anyway)")
     p.add_argument("--print-settings", action="store_true", help="print the resolved settings and exit")
     p.set_defaults(func=run)
 
@@ -75,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(settings.to_dict(), indent=2))
         return 0
     output = Path(args.output or f"runs/search-{args.preset}")
-    doc = run_search(settings, output, resume=args.resume, overwrite=args.overwrite)
+    doc = run_search(settings, output, resume=args.resume, overwrite=args.overwrite,
+                     on_epoch=stage_lines(settings) if args.quiet else None)
     _draw_cell(doc, output)
     shown = doc.get("arch") or doc.get("genotype_str")
     print(f"derived architecture: {shown}")
@@ -91,6 +94,25 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
     print(f"wrote {output}/genotype.json, cell.png, metrics.jsonl, tensorboard/, checkpoint.pt")
     return 0
+
+
+def stage_lines(settings: Any) -> Callable[[dict], None]:
+    """``--quiet``'s progress: one line at the end of each stage's last epoch (the search prints one per epoch
+    when not quiet), so a long quiet search still shows it is alive and how far it got."""
+    started = time.time()
+
+    def on_epoch(record: dict) -> None:
+        stage = int(record["stage"])
+        if record["epoch"] != settings.epochs[stage - 1]:
+            return
+        reward = f", greedy reward {record['greedy_reward']:.4f}" if "greedy_reward" in record else ""
+        print(f"stage {stage}/{settings.stages}: {record['epoch']} epochs, valid acc {record['valid_acc']:.1f}%"
+              f"{reward} ({time.time() - started:.0f} s so far)", file=sys.stderr, flush=True)
+        if stage < settings.stages and settings.epochs[stage] == 0:
+            print(f"stage {stage + 1}/{settings.stages}: not trained (epochs 0); the zero-cost pick scores its "
+                  f"space whole", file=sys.stderr, flush=True)
+
+    return on_epoch
 
 
 def _draw_cell(doc: dict, output: Path) -> None:

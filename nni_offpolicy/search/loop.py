@@ -28,6 +28,7 @@ from nni_offpolicy.search.budget import budget_fit
 from nni_offpolicy.search.accel import Accel, NonFiniteWatch, peak_memory_gb, reset_peak_memory
 from nni_offpolicy.files.atomic import atomic_write_text, check_writable_folder
 from nni_offpolicy.search.controller import OffPolicyController
+from nni_offpolicy.console import bars_wanted
 from nni_offpolicy.data.images import BatchLoader, ImageSet, load_dataset, search_split, train_half_size
 from nni_offpolicy.search.devices import resolve_device
 from nni_offpolicy.errors import SearchDiverged, UserError  # noqa: F401 (SearchDiverged: also importable from here)
@@ -270,7 +271,7 @@ class ProgressiveSearch:
         watch = NonFiniteWatch(self.device)  # no host sync per step: checked at controller steps and epoch end
         started = time.time()
         bar = tqdm(total=steps, desc=f"stage {stage + 1}/{s.stages} epoch {epoch + 1}/{epochs}", leave=False,
-                   disable=not self.progress, file=sys.stderr, dynamic_ncols=True)
+                   disable=not bars_wanted(self.progress), file=sys.stderr, dynamic_ncols=True)
         replicas = self.replicas
         for step, batch in enumerate(self.train_loader.epoch(global_epoch)):
             if step >= steps:
@@ -487,7 +488,7 @@ class ProgressiveSearch:
         fits = [k for k in order if s.size_budget is None or params[k] <= s.size_budget]
         scores: dict[str, float] = {}
         for key in tqdm(fits, desc="final pick: zero-cost scores at evaluation size", leave=False,
-                        disable=not self.progress, file=sys.stderr, dynamic_ncols=True):
+                        disable=not bars_wanted(self.progress), file=sys.stderr, dynamic_ncols=True):
             scores[key] = self.rewards.eval_zero_cost(archs[key], key)
         ranked = sorted(fits, key=lambda k: -scores[k]) if fits else sorted(order, key=params.__getitem__)
 

@@ -487,9 +487,10 @@ def _search_one(settings: SearchSettings, out: Path, resume: bool) -> dict[str, 
 
 def _run_searches(plan: Plan, log: Log, jobs: int) -> None:
     """Every search the grid still lacks. With ``jobs`` > 1 each runs in its own spawned process (a fresh
-    interpreter: no forked torch thread pools), ``jobs`` at a time, each taking its own ``threads``; a search
-    locks its own folder, so a worker that outlives a killed grid still cannot be joined by a second one. A
-    search's result does not depend on what ran beside it (tests/test_ablate.py compares the two ways)."""
+    interpreter: no forked torch thread pools), ``jobs`` at a time, each taking its own ``threads``. The grid
+    stops as a whole (``processes.run_in_workers``): Ctrl-C starts no queued search and ends the running ones
+    (each resumable from its last checkpoint), and the workers die with a killed grid. A search's result does not
+    depend on what ran beside it (tests/test_ablate.py compares the two ways)."""
     total = len(plan.runs)
     todo = []
     for k, run in enumerate(plan.runs, start=1):
@@ -510,21 +511,12 @@ def _run_searches(plan: Plan, log: Log, jobs: int) -> None:
         for k, run, resume in todo:
             report(k, run, resume, _search_one(run.settings, run.dir, resume))
         return
-    import multiprocessing
-    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+    from nni_offpolicy.processes import run_in_workers
 
     log(f"running {len(todo)} searches, {min(jobs, len(todo))} at a time")
-    with ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(_search_one, run.settings, run.dir, resume): (k, run, resume) for k, run, resume in todo}
-        pending = set(futures)
-        while pending:
-            finished, pending = wait(pending, return_when=FIRST_EXCEPTION)
-            for future in finished:
-                if future.exception() is not None:
-                    for other in pending:
-                        other.cancel()  # searches already running finish (and stay resumable); no new ones start
-                    raise future.exception()
-                report(*futures[future], future.result())
+    runs = {k: (k, run, resume) for k, run, resume in todo}
+    run_in_workers([(k, _search_one, (run.settings, run.dir, resume)) for k, run, resume in todo], jobs,
+                   lambda k, doc: report(*runs[k], doc))
 
 
 def _run_ablation(plan: Plan, log: Log | None = None, jobs: int = 1) -> dict[str, Any]:

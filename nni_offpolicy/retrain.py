@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
 import time
 from dataclasses import asdict
@@ -32,6 +33,7 @@ from nni_offpolicy.files.checkpoint import atomic_save, load, rng_state, seed_ev
 from nni_offpolicy.search.devices import resolve_device
 from nni_offpolicy.errors import UserError
 from nni_offpolicy.console import bars_wanted
+from nni_offpolicy.files.inputs import check_resume_inputs, run_inputs
 from nni_offpolicy.files.locking import output_lock
 from nni_offpolicy.retrain_settings import RetrainSettings, coerce_overrides  # noqa: F401 (also imported from here)
 from nni_offpolicy.files.run_folder import (FolderKind, check_resume_flags, check_run_folder, claim_run_folder,
@@ -104,6 +106,7 @@ class _Run:
         self.family, self.arch = load_architecture(settings.genotype, settings.index)
         self.arch_json = architecture_to_json(self.family, self.arch)
         self.device = resolve_device(settings.device)
+        self.inputs = run_inputs(dataset=settings.dataset)  # files.inputs: what a resume must find unchanged
         train = load_dataset(settings.dataset, "train", data_dir=settings.data_dir, download=settings.download,
                              image_size=settings.image_size)
         test = load_dataset(settings.dataset, "test", data_dir=settings.data_dir, download=settings.download,
@@ -145,7 +148,7 @@ class _Run:
             "settings": asdict(self.settings), "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "rng": rng_state(), "best_valid_acc": self.best_valid_acc, "history": self.history,
-            "wall_time_s": self.elapsed,
+            "wall_time_s": self.elapsed, "inputs": self.inputs,
         }
 
     def restore(self, path: Path) -> None:
@@ -159,6 +162,10 @@ class _Run:
         differences = [f"{k}={saved.get(k)!r} (asked: {now[k]!r})" for k in retrain_differences(saved, self.settings)]
         if differences:
             raise UserError(f"{path} was written with other settings: {', '.join(differences)}")
+        problem = _damage(ckpt, self.settings.epochs)
+        if problem:
+            raise UserError(f"{path} is damaged ({problem}); start again with --overwrite (or another --output)")
+        check_resume_inputs(ckpt.get("inputs"), self.inputs, path)
         try:
             self.model.load_state_dict(ckpt["model"])
             self.optimizer.load_state_dict(ckpt["optimizer"])
@@ -212,13 +219,30 @@ class _Run:
                 "drop_path": drop_prob}
 
 
+def _damage(ckpt: dict[str, Any], epochs: int) -> str | None:
+    """What makes a retrain checkpoint's counters impossible (an edited file: epoch=-5 trained epochs -4..1)."""
+    epoch, history = ckpt.get("epoch"), ckpt.get("history")
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch <= epochs:
+        return f"epoch {epoch!r} is not in 0..{epochs}"
+    if not isinstance(history, list) or len(history) != epoch or not all(isinstance(r, dict) for r in history):
+        return f"its history does not hold one record for each of its {epoch} epochs"
+    for name in ("best_valid_acc", "wall_time_s"):
+        value = ckpt.get(name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            return f"{name} {value!r} is not a finite number >= 0"
+    return None
+
+
 def checkpoint_settings(output_dir: str | Path) -> dict[str, Any] | None:
     """The settings a retrain checkpoint in ``output_dir`` was written with (None when there is none)."""
     path = Path(output_dir) / CHECKPOINT
     if not path.exists():
         return None
     ckpt = load(path)  # UserError for a truncated, foreign or unsafe file
-    return dict(ckpt["settings"]) if isinstance(ckpt, dict) and isinstance(ckpt.get("settings"), dict) else None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT or not isinstance(ckpt.get("settings"),
+                                                                                                 dict):
+        raise UserError(f"{path} is not a retrain checkpoint; start again with --overwrite (or another --output)")
+    return dict(ckpt["settings"])
 
 
 def _write_metrics(path: Path, history: list[dict[str, Any]]) -> None:

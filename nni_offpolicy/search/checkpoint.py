@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from nni_offpolicy.files import checkpoint as ckpt
+from nni_offpolicy.files.inputs import search_inputs
 from nni_offpolicy.errors import UserError
 from nni_offpolicy.settings import resume_differences
 
@@ -33,7 +34,53 @@ def load_resume_state(path: Path, settings: "SearchSettings") -> dict[str, Any]:
     changed = resume_differences(state["settings"], settings)  # runtime settings may change
     if changed:
         raise UserError(f"--resume: settings differ from the checkpoint's in {changed}")
+    problem = _damage(state, settings)
+    if problem:
+        raise UserError(f"checkpoint {path} is damaged ({problem}); start again with --overwrite (or another "
+                        f"--output)")
     return state
+
+
+def _whole(value: Any, low: int, high: int | None = None) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value and (high is None or value <= high)
+
+
+def _damage(state: dict[str, Any], settings: "SearchSettings") -> str | None:
+    """What makes a checkpoint's contents impossible for these settings (an edited or foreign file), checked as
+    settings are, before anything is built from it; None when it is sound."""
+    stage, epoch = state["stage"], state["next_epoch"]
+    if not _whole(stage, 0, settings.stages - 1):
+        return f"stage {stage!r} is not one of the run's {settings.stages} stages"
+    if not _whole(epoch, 0, settings.epochs[stage]):
+        return f"next_epoch {epoch!r} is not in 0..{settings.epochs[stage]} (stage {stage + 1}'s epochs)"
+    inner = state["stage_state"]
+    parts = ("controller",) if settings.reward_source == "table" else ("supernet", "optimizer", "scheduler",
+                                                                        "controller")  # what each stage saves
+    if epoch > 0 and not (isinstance(inner, dict) and all(isinstance(inner.get(k), dict) for k in parts)):
+        return f"stage_state lacks the stage's {', '.join(parts)}"
+    if epoch == 0 and inner is not None:
+        return "stage_state is set at a stage boundary"
+    for name in ("global_step", "reward_updates", "jsonl_lines"):
+        if not _whole(state[name], 0):
+            return f"{name} {state[name]!r} is not a whole number >= 0"
+    elapsed = state["elapsed"]
+    if isinstance(elapsed, bool) or not isinstance(elapsed, (int, float)) or not 0 <= elapsed < float("inf"):
+        return f"elapsed {elapsed!r} is not a time"
+    if not isinstance(state["edge_ops"], dict) or not isinstance(state["stage_summaries"], list):
+        return "edge_ops or stage_summaries is of the wrong type"
+    tracker = state["tracker"]
+    if not isinstance(tracker, dict) or not {"recent", "best", "argmax", "changed", "updates"} <= set(tracker):
+        return "tracker lacks recent, best, argmax, changed or updates"
+    if not isinstance(state["rng"], dict) or not {"python", "numpy", "torch"} <= set(state["rng"]):
+        return "rng lacks the python, numpy or torch state"
+    return None
+
+
+def damaged(path: Path, exc: BaseException) -> UserError:
+    """A checkpoint whose parts the run cannot take back (a tensor of another shape, a missing key deep inside)."""
+    first = (str(exc).strip().splitlines() or [""])[0][:160]
+    return UserError(f"checkpoint {path} is damaged ({type(exc).__name__}: {first}); start again with --overwrite "
+                     f"(or another --output)")
 
 
 class SearchCheckpoint:
@@ -48,6 +95,7 @@ class SearchCheckpoint:
         self.pending_rng: Any = None
         self.stage_state: dict[str, Any] | None = None
         self.jsonl_lines: int | None = None  # metrics.jsonl's length at the checkpoint (None: a fresh run)
+        self.inputs: dict[str, str] | None = None  # files.inputs: what a resume must find unchanged
 
     def exists(self) -> bool:
         return self.path.exists()
@@ -57,12 +105,15 @@ class SearchCheckpoint:
         search = self.search
         if not search.replicas.is_main:
             return
+        if self.inputs is None:
+            self.inputs = search_inputs(search.settings)
         state = {
             "version": 1, "settings": search.settings.to_dict(), "stage": stage, "next_epoch": next_epoch,
             "edge_ops": edge_ops, "stage_state": run.state() if run is not None and next_epoch > 0 else None,
             "rng": ckpt.rng_state(), "global_step": search.global_step, "reward_updates": search.reward_updates,
             "tracker": search.tracker.state(), "stage_summaries": search.stage_summaries,
             "jsonl_lines": jsonl_lines, "elapsed": search.elapsed_before + time.time() - search.started,
+            "inputs": self.inputs,
         }
         ckpt.atomic_save(state, self.path)
 
@@ -73,7 +124,10 @@ class SearchCheckpoint:
             return 0, 0, edge_ops
         search = self.search
         search.global_step, search.reward_updates = resume_state["global_step"], resume_state["reward_updates"]
-        search.tracker.load_state(resume_state["tracker"])
+        try:
+            search.tracker.load_state(resume_state["tracker"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise damaged(self.path, exc) from None
         search.stage_summaries = resume_state["stage_summaries"]
         search.elapsed_before = resume_state["elapsed"]
         self.stage_state, self.pending_rng = resume_state["stage_state"], resume_state["rng"]
@@ -85,13 +139,20 @@ class SearchCheckpoint:
         before the build (the new stage's weights are drawn from the saved stream); mid-stage after it, once the
         stage's saved weights, optimiser and controller are loaded."""
         if self.pending_rng is not None and self.stage_state is None:
-            ckpt.set_rng_state(self.pending_rng)
+            self._take_back(ckpt.set_rng_state, self.pending_rng)
             self.pending_rng = None
         run = build()
         if self.stage_state is not None:
-            run.load_state(self.stage_state)
+            self._take_back(run.load_state, self.stage_state)
             self.stage_state = None
         if self.pending_rng is not None:
-            ckpt.set_rng_state(self.pending_rng)
+            self._take_back(ckpt.set_rng_state, self.pending_rng)
             self.pending_rng = None
         return run
+
+    def _take_back(self, load: Callable[[Any], None], saved: Any) -> None:
+        """``load(saved)``: a part of the checkpoint that does not fit (a hand-edited or foreign file) is one line."""
+        try:
+            load(saved)
+        except (KeyError, TypeError, ValueError, IndexError, RuntimeError, AttributeError) as exc:
+            raise damaged(self.path, exc) from None

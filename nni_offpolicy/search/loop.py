@@ -33,6 +33,7 @@ from nni_offpolicy.data.images import BatchLoader, ImageSet, load_dataset, searc
 from nni_offpolicy.search.devices import resolve_device
 from nni_offpolicy.errors import SearchDiverged, UserError  # noqa: F401 (SearchDiverged: also importable from here)
 from nni_offpolicy.search.learners import make_learner
+from nni_offpolicy.files.inputs import check_resume_inputs, search_inputs
 from nni_offpolicy.files.locking import output_lock
 from nni_offpolicy.search.monitor import RunLogger
 from nni_offpolicy.search.progressive import arch_key, build_decisions, derivable, derive, sample_to_arch, shrink
@@ -633,6 +634,8 @@ def _run_locked(settings: SearchSettings, out: Path, resume: bool, on_epoch: Epo
         check_split_batches(settings, data)
     if settings.metric:
         probe_metric(settings.metric, space_preset(settings.space).family, known_architecture(settings, initial_ops))
+    if resume_state is not None:  # the files it read must be the ones the checkpoint's run read
+        check_resume_inputs(resume_state.get("inputs"), search_inputs(settings), out / CHECKPOINT)
     # every check passed: only now is anything in the folder changed
     claim_run_folder(out, SEARCH_FOLDER, clear=not resume)
     show = settings.progress if progress is None else progress

@@ -43,6 +43,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from nni_offpolicy.nni_glue.harmless import nnictl_env  # noqa: E402
 from nni_offpolicy.nni_glue.rest import NniRest, find_running  # noqa: E402
 from nni_offpolicy.nni_glue.store import decode_metric, decode_parameters  # noqa: E402
 
@@ -101,7 +102,7 @@ class TinyExperiment:
 
     def nnictl(self, *args: str) -> subprocess.CompletedProcess:
         nnictl = Path(sys.executable).parent / "nnictl"
-        return subprocess.run([str(nnictl), *args], env=self.env, cwd=REPO, capture_output=True, text=True,
+        return subprocess.run([str(nnictl), *args], env=nnictl_env(self.env), cwd=REPO, capture_output=True, text=True,
                               timeout=180)
 
     def start(self) -> None:

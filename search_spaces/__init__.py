@@ -11,6 +11,10 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from nni_offpolicy.nni_glue.harmless import install as _filter_harmless_messages
+
+_filter_harmless_messages()  # NNI's known-harmless import warnings, before any module here imports NNI
+
 _WHERE = {
     "DartsCellSpace": "darts_cell", "edge_keys": "darts_cell",
     "NB201EvalNetwork": "eval_networks", "NetworkCIFAR": "eval_networks",

@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from nni_offpolicy.cli import main as cli_main
+from nni_offpolicy.nni_glue.harmless import nnictl_env
 from nni_offpolicy.nni_glue.rest import NniRest
 from nni_offpolicy.nni_glue.store import decode_metric, decode_parameters, read_registry
 
@@ -70,8 +71,8 @@ class Experiment:
         return env
 
     def nnictl(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
-        proc = subprocess.run([str(NNICTL), *args], env=self.env, cwd=REPO, capture_output=True, text=True,
-                              timeout=timeout)
+        proc = subprocess.run([str(NNICTL), *args], env=nnictl_env(self.env), cwd=REPO, capture_output=True,
+                              text=True, timeout=timeout)
         if check and proc.returncode != 0:
             raise AssertionError(f"nnictl {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
         return proc

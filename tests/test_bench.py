@@ -71,7 +71,11 @@ def test_bench_cli_end_to_end_same_schedule_in_fp32_and_bf16(tmp_path, capsys):
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "path bf16" in captured.out and "full protocol" in captured.out
-    assert captured.err.count("] path/") == 2  # one progress line per measured run
+    assert captured.err.count("] path/") == 2  # one result line per measured run
+    # and while each runs (issue 27: a bench printed nothing for hours): which run, which epoch, time so far
+    assert captured.err.count("bench 1/2 path/bf16: stage 1 epoch 1/4 (") == 1, captured.err
+    assert captured.err.count("bench 2/2 path/fp32: stage 3 epoch 4/4 (") == 1, captured.err
+    assert "s so far" in captured.err and captured.err.count("bench 1/2 path/bf16: measuring") == 1
     doc = json.loads(json_path.read_text())
     assert doc["steps_per_epoch"] == 718 // 64 and doc["steps_measured"] == 3
     assert doc["anchor"] is None and "layers [3, 3, 3]" in doc["anchor_note"]  # not P-DARTS' shapes

@@ -203,14 +203,19 @@ RAW = "bench_run.json"  # in each run's folder: what was measured, so a re-run w
 EPOCH_KEYS = ("stage", "epoch", "steps", "seconds", "t", "valid_acc", "peak_memory_gb", "controller_updates")
 
 
-def _measure(run: BenchRun, device_name: str) -> dict[str, Any]:
+def _measure(run: BenchRun, device_name: str, log: Log | None = None, label: str = "") -> dict[str, Any]:
     """One short search: its epochs' end times (from the search's own per-epoch callback) and its stages' records.
-    Kept in the run's folder, with what it was measured with, so a re-run can reuse it."""
+    Kept in the run's folder, with what it was measured with, so a re-run can reuse it. ``log`` gets one line
+    per epoch (``label``: which run of the bench), so a bench of hours shows where it is."""
     (run.dir / RAW).unlink(missing_ok=True)
     epochs: list[dict[str, Any]] = []
+    epochs_per_stage = run.settings.epochs
 
     def on_epoch(record: dict) -> None:
         epochs.append({**{k: record.get(k) for k in EPOCH_KEYS}, "t": time.perf_counter()})
+        if log is not None:
+            log(f"{label}: stage {record['stage']} epoch {record['epoch']}/{epochs_per_stage[record['stage'] - 1]} "
+                f"({time.perf_counter() - started:.0f} s so far)")
 
     started = time.perf_counter()
     # a measurement is redone on purpose (--fresh, or settings changed): its own folder's search goes
@@ -306,7 +311,11 @@ def _run_bench(plan: BenchPlan, log: Log | None = None) -> dict[str, Any]:
     for k, run in enumerate(plan.runs, start=1):
         raw = None if plan.fresh else _reusable(run, device_name)
         reused = raw is not None
-        raw = raw or _measure(run, device_name)
+        label = f"bench {k}/{len(plan.runs)} {run.name}"
+        if not reused:
+            log(f"{label}: measuring {len(run.settings.layers)} stages x {sum(run.settings.epochs)} epochs of "
+                f"{min(plan.steps, real_steps)} steps -> {run.dir}")
+        raw = raw or _measure(run, device_name, log, label)
         result = summarise_run(run, raw, p, real_steps)
         results.append(result)
         parts = ", ".join(f"stage {st['stage']} {st['weights_only']['s_per_epoch']:.1f}/"

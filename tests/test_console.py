@@ -151,3 +151,15 @@ def test_pytest_ini_repeats_the_warning_filters(tmp_path):
                           capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "warnings summary" not in done.stdout and "tensor(" not in done.stdout, done.stdout
+
+
+def test_ablate_says_which_run_starts_and_how_long_the_grid_has_run(tmp_path, capsys):
+    """Breakage caught (issue 27): without --verbose a grid printed nothing until a search finished (hours on
+    the real presets): now a line as each search starts, then its result line."""
+    from fixtures import TINY_TWO_STAGES
+
+    assert main(["ablate", "--seeds", "0,1", "--variants", "random", "--output", str(tmp_path / "grid"),
+                 *set_flags(TINY_TWO_STAGES)]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[")]
+    assert [line.split(":")[0] for line in lines[:4]] == ["[1/2] random seed 0"] * 2 + ["[2/2] random seed 1"] * 2
+    assert "starting" in lines[0] and "s into the grid" in lines[2] and "derived valid acc" in lines[1], lines

@@ -508,7 +508,10 @@ def _run_searches(plan: Plan, log: Log, jobs: int) -> None:
             f"{doc['wall_time_s']:.1f} s -> {run.dir}")
 
     if jobs == 1 or len(todo) < 2:
+        started = time.time()
         for k, run, resume in todo:
+            log(f"[{k}/{total}] {run.name}: {'resuming' if resume else 'starting'} ({time.time() - started:.0f} s "
+                f"into the grid)")
             report(k, run, resume, _search_one(run.settings, run.dir, resume))
         return
     from nni_offpolicy.processes import run_in_workers

@@ -32,6 +32,17 @@ def _scalars(run: Path) -> dict[str, list[tuple[int, float]]]:
     return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
 
 
+# epoch record key -> its TensorBoard tag (stage 1); the headline quantities have groups of their own
+EPOCH_TAGS = {"valid_acc": "Accuracy/stage1/valid", "greedy_acc": "Accuracy/stage1/greedy",
+              "train_acc": "Accuracy/stage1/train", "greedy_reward": "Reward/stage1/greedy",
+              "greedy_params_m": "Params/stage1/greedy_m", "greedy_flops_m": "Params/stage1/greedy_flops_m",
+              "train_loss": "stage1/epoch/train_loss", "lr": "stage1/epoch/lr"}
+# controller update statistic -> its tag (stage 1)
+UPDATE_TAGS = {"reward/mean": "Reward/stage1/mean", "reward/max": "Reward/stage1/max", "reward/min": "Reward/stage1/min",
+               "controller/entropy": "Entropy/stage1", "sample/acc_mean": "Accuracy/stage1/sampled_mean",
+               "controller/baseline": "stage1/controller/baseline", "importance/mean": "stage1/importance/mean"}
+
+
 def test_tensorboard_holds_the_epoch_records_rewards_and_policy_by_name(searched):
     """Breakage caught: scalars logged under other names, at other steps, or with other values than
     metrics.jsonl's (the lab log's TensorBoard views read these names)."""
@@ -40,24 +51,37 @@ def test_tensorboard_holds_the_epoch_records_rewards_and_policy_by_name(searched
     steps = 0
     for r in records:
         steps += r["steps"]
-        prefix = f"stage{r['stage']}/epoch/"
-        for name in ("train_loss", "train_acc", "valid_acc", "greedy_acc", "greedy_reward", "lr"):
-            assert (steps, pytest.approx(r[name], rel=1e-6)) in scalars[prefix + name], (name, scalars[prefix + name])
+        for name, tag in EPOCH_TAGS.items():
+            tag = tag.replace("stage1", f"stage{r['stage']}")
+            assert (steps, pytest.approx(r[name], rel=1e-6)) in scalars[tag], (name, scalars[tag])
     for stage in (1, 2, 3):
         # rewards and the controller's own numbers at each update (epoch 2 of each stage: 2 updates of 4 steps)
-        for name in ("reward/mean", "reward/max", "reward/min", "controller/baseline", "controller/entropy",
-                     "importance/mean", "sample/acc_mean"):
-            assert len(scalars[f"stage{stage}/{name}"]) == 2, (stage, name)
+        for name, tag in UPDATE_TAGS.items():
+            assert len(scalars[tag.replace("stage1", f"stage{stage}")]) == 2, (stage, name)
         # the policy: every edge's argmax index and per-op probabilities, once per epoch
-        argmax = [t for t in scalars if t.startswith(f"stage{stage}/argmax/cell/op_")]
+        argmax = [t for t in scalars if t.startswith(f"edges/stage{stage}/argmax/cell/op_")]
         assert len(argmax) == 6 and all(len(scalars[t]) == 2 for t in argmax)
     doc = json.loads((searched / "genotype.json").read_text())
     for label, probs in doc["stages"][0]["probabilities"].items():
         for op, p in probs.items():
-            assert scalars[f"stage1/prob/{label}/{op}"][-1][1] == pytest.approx(p, rel=1e-6)
-    rewards = scalars["stage1/reward/mean"]
+            assert scalars[f"edges/stage1/prob/{label}/{op}"][-1][1] == pytest.approx(p, rel=1e-6)
+    rewards = scalars["Reward/stage1/mean"]
     assert all(lo <= mean <= hi for (_, lo), (_, mean), (_, hi) in
-               zip(scalars["stage1/reward/min"], rewards, scalars["stage1/reward/max"]))
+               zip(scalars["Reward/stage1/min"], rewards, scalars["Reward/stage1/max"]))
+
+
+def test_tensorboard_shows_the_headline_groups_first_and_the_edges_under_one_prefix(searched):
+    """Breakage caught (issue 27): 707 tags in stage1/2/3 groups, 264 of them stage1/prob/..., buried the few a user
+    opens TensorBoard for. TensorBoard groups tags by their first segment, orders groups by character code (upper
+    case first) and opens the first two: the headline quantities come first, every per-edge series is under
+    edges/, and nothing else is a group of its own."""
+    tags = sorted(_scalars(searched))
+    groups = list(dict.fromkeys(tag.split("/", 1)[0] for tag in tags))
+    assert groups == ["Accuracy", "Entropy", "Params", "Reward", "edges", "stage1", "stage2", "stage3"], groups
+    per_edge = [t for t in tags if "/op_" in t]
+    assert per_edge and all(t.startswith("edges/") for t in per_edge)
+    headline = [t for t in tags if t[0].isupper()]
+    assert 10 <= len(headline) <= 60 and not any("/op_" in t for t in headline), headline
 
 
 def test_search_draws_the_derived_cell(searched):

@@ -14,6 +14,7 @@ import math
 import sys
 import time
 from collections import deque
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -35,7 +36,7 @@ from nni_offpolicy.errors import SearchDiverged, UserError  # noqa: F401 (Search
 from nni_offpolicy.search.learners import make_learner
 from nni_offpolicy.files.inputs import check_resume_inputs, search_inputs
 from nni_offpolicy.files.locking import output_lock
-from nni_offpolicy.search.monitor import RunLogger
+from nni_offpolicy.search.monitor import RunLogger, edge_tag, epoch_tag, update_tag
 from nni_offpolicy.search.progressive import arch_key, build_decisions, derivable, derive, sample_to_arch, shrink
 from nni_offpolicy.search.replicas import Replicas, check_devices, launch
 from nni_offpolicy.search.rewards import RewardModel, probe_metric
@@ -300,7 +301,7 @@ class ProgressiveSearch:
                 stats = self.controller_step(run, epoch, step)
                 supernet.set_skip_dropout(skip_p)  # rewards ran without it; weight steps go on with it
                 epoch_rewards.extend(stats.pop("_rewards"))
-                logger.scalars(stats, self.global_step, prefix=f"stage{stage + 1}/")
+                logger.scalars(stats, self.global_step, partial(update_tag, stage + 1))
                 if weights is not None:
                     weights = run.mixed_weights(self.device)
                 bar.set_postfix(loss=f"{loss.item():.3f}", reward=f"{stats['reward/mean']:.3f}")
@@ -326,7 +327,7 @@ class ProgressiveSearch:
         hook (NNI's intermediate results), in one place, so every reward source reports an epoch alike."""
         logger.scalars({k: v for k, v in record.items() if isinstance(v, (int, float)) and k not in
                         ("stage", "epoch", "global_epoch", "total_epochs")}, self.global_step,
-                       prefix=f"stage{stage + 1}/epoch/")
+                       partial(epoch_tag, stage + 1))
         self.log_policy(run, logger)
         logger.record(record)
         if self.on_epoch is not None:
@@ -531,12 +532,12 @@ class ProgressiveSearch:
         """Per-edge argmax index and probabilities, once per epoch (the lab log's main TensorBoard view)."""
         if not self.replicas.is_main:
             return
-        prefix = f"stage{run.stage + 1}/"
+        stage = run.stage + 1
         greedy = run.controller.greedy().tolist()
         for d, a, (label, probs) in zip(run.controller.decisions, greedy, run.controller.probabilities().items()):
-            logger.writer.add_scalar(f"{prefix}argmax/{label}", a, self.global_step)
+            logger.writer.add_scalar(edge_tag(stage, "argmax", label), a, self.global_step)
             for option, p in probs.items():  # add_scalar, not add_scalars: one run per series clutters TensorBoard
-                logger.writer.add_scalar(f"{prefix}prob/{label}/{option}", p, self.global_step)
+                logger.writer.add_scalar(edge_tag(stage, "prob", label, option), p, self.global_step)
 
     def matthew(self, run: StageRun) -> dict[str, float]:
         """Share of op decisions whose argmax never moved after warm-up, and the share of the most frequent

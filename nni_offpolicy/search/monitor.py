@@ -1,13 +1,52 @@
-"""The one place a run logs: TensorBoard scalars with stable names and a metrics.jsonl line per epoch."""
+"""The one place a run logs: TensorBoard scalars with stable names and a metrics.jsonl line per epoch.
+
+Tag layout. TensorBoard groups scalars by a tag's first segment, sorts the groups by character code (upper case
+before lower case) and opens the first two, so the headline quantities get capitalised groups of their own and
+come first, the per-edge policy (hundreds of series) sits under one prefix, and the rest stays per stage:
+
+- ``Accuracy/stage<s>/{valid,greedy,train,sampled_mean}``, ``Entropy/stage<s>``,
+  ``Params/stage<s>/{greedy_m,greedy_flops_m,sampled_mean_m,sampled_flops_mean_m}``,
+  ``Reward/stage<s>/{mean,max,min,greedy}``;
+- ``edges/stage<s>/prob/<decision>/<option>`` and ``edges/stage<s>/argmax/<decision>``;
+- ``stage<s>/epoch/<record key>`` (loss, lr, seconds, ...) and ``stage<s>/<update statistic>`` (controller
+  baseline, importance weights, ...).
+"""
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from torch.utils.tensorboard import SummaryWriter
 
 from nni_offpolicy.files.atomic import atomic_append_line, atomic_write_text
+
+
+# a controller update's statistic -> its headline tag, {s} the stage (others: stage<s>/<name>)
+UPDATE_HEADLINES = {"reward/mean": "Reward/stage{s}/mean", "reward/max": "Reward/stage{s}/max",
+                    "reward/min": "Reward/stage{s}/min", "controller/entropy": "Entropy/stage{s}",
+                    "sample/acc_mean": "Accuracy/stage{s}/sampled_mean",
+                    "sample/params_m": "Params/stage{s}/sampled_mean_m",
+                    "sample/flops_m": "Params/stage{s}/sampled_flops_mean_m"}
+# an epoch record's key -> its headline tag (others: stage<s>/epoch/<key>)
+EPOCH_HEADLINES = {"valid_acc": "Accuracy/stage{s}/valid", "greedy_acc": "Accuracy/stage{s}/greedy",
+                   "train_acc": "Accuracy/stage{s}/train", "greedy_reward": "Reward/stage{s}/greedy",
+                   "greedy_params_m": "Params/stage{s}/greedy_m", "greedy_flops_m": "Params/stage{s}/greedy_flops_m"}
+
+
+def update_tag(stage: int, name: str) -> str:
+    """The tag of a controller update's statistic ``name`` in ``stage`` (1-based)."""
+    return UPDATE_HEADLINES[name].format(s=stage) if name in UPDATE_HEADLINES else f"stage{stage}/{name}"
+
+
+def epoch_tag(stage: int, name: str) -> str:
+    """The tag of an epoch record's key ``name`` in ``stage`` (1-based)."""
+    return EPOCH_HEADLINES[name].format(s=stage) if name in EPOCH_HEADLINES else f"stage{stage}/epoch/{name}"
+
+
+def edge_tag(stage: int, what: str, label: str, option: str | None = None) -> str:
+    """``what`` = ``prob`` (one series per option) or ``argmax`` (the index of the policy's pick)."""
+    return f"edges/stage{stage}/{what}/{label}" + (f"/{option}" if option is not None else "")
 
 
 class RunLogger:
@@ -22,10 +61,11 @@ class RunLogger:
             atomic_write_text("".join(line + "\n" for line in lines), self.jsonl)
         self.lines = len(self.jsonl.read_text().splitlines()) if self.jsonl.exists() else 0
 
-    def scalars(self, values: Mapping[str, float], step: int, prefix: str = "") -> None:
+    def scalars(self, values: Mapping[str, float], step: int, tag: Callable[[str], str]) -> None:
+        """Each value under ``tag(name)`` (``update_tag``/``epoch_tag`` of a stage)."""
         for name, value in values.items():
             if value is not None:
-                self.writer.add_scalar(f"{prefix}{name}", float(value), step)
+                self.writer.add_scalar(tag(name), float(value), step)
 
     def record(self, record: Mapping[str, Any]) -> None:
         atomic_append_line(json.dumps(record), self.jsonl)  # a kill mid-write never leaves half a line

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from functools import partial
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from typing import Any
 import torch
 
 from nni_offpolicy.files import checkpoint as ckpt
-from nni_offpolicy.search.monitor import RunLogger
+from nni_offpolicy.search.monitor import RunLogger, update_tag
 from nni_offpolicy.search.progressive import arch_key, sample_to_arch
 from nni_offpolicy.search.replicas import Replicas
 from nni_offpolicy.search.rewards import RewardModel
@@ -159,7 +160,7 @@ class TableSearch(ProgressiveSearch):
         # the controller steps' statistics as one epoch mean each: a TensorBoard event per step would take most
         # of a run's time here, where a step costs a millisecond
         logger.scalars({name: sum(v) / len(v) for name, v in step_stats.items()}, self.global_step,
-                       prefix=f"stage{stage + 1}/")
+                       partial(update_tag, stage + 1))
         seconds = time.time() - started
         greedy = self.greedy_sample(run)
         greedy_acc = self.evaluate(run, greedy)

@@ -391,3 +391,25 @@ def test_the_development_model_gives_its_published_reference_values():
     pdarts, darts_v2 = judge.predict(["pdarts", "darts_v2"])
     assert pdarts == pytest.approx(92.96, abs=0.02) and darts_v2 == pytest.approx(92.91, abs=0.02)
     assert judge.reference_summary(1000, 0)["median"] == pytest.approx(92.44, abs=0.1)
+
+
+def test_a_searchs_best_sampled_cell_with_none_is_recorded_without_a_value(tiny, tmp_path, capsys):
+    """A search's best-sampled cell may keep a `none` edge (sampled cells do; the derivation never does): the
+    lookup of that search still gives the derived cell's value, and says why the other has none, rather than
+    failing the whole lookup (it did: one grid run could not be judged at all). A cell the user names directly
+    with a `none` edge is still one line and exit 2."""
+    with_none = _cell(reduce=[("none", 0), *PUBLISHED["pdarts"].reduce[1:]])
+    doc = _search_doc()
+    doc["best_sampled"] = {"genotype": genotype_to_dict(with_none)}
+    search = tmp_path / "search"
+    search.mkdir()
+    (search / "genotype.json").write_text(json.dumps(doc))
+    code, out, err = _run(capsys, "lookup", search, "--surrogate", tiny, "--surrogate-random", 50, "--json")
+    assert code == 0, err
+    results = {r["which"]: r for r in json.loads(out)["results"]}
+    assert results["derived"]["accuracy"] == pytest.approx(_expected(PUBLISHED["pdarts"]), abs=1e-4)
+    assert results["best sampled"]["accuracy"] is None and "none" in results["best sampled"]["unscored"]
+    code, human, err = _run(capsys, "lookup", search, "--surrogate", tiny, "--surrogate-random", 50)
+    assert code == 0 and "no value" in human, err
+    code, out, err = _run(capsys, "lookup", str(with_none), "--surrogate", tiny)
+    assert code == 2 and "none" in err and len(err.strip().splitlines()) == 1

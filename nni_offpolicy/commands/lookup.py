@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,10 +23,14 @@ def _nb201(arch: Any, source: str) -> str:
     if isinstance(arch, str) and arch.lstrip().startswith("|"):
         return arch
     if isinstance(arch, str) and arch.lstrip().startswith("{"):  # a genotype reported as json.dumps(...)
+        from nni_offpolicy.files.reading import parse_json
+
         try:
-            return _nb201(json.loads(arch), source)
-        except json.JSONDecodeError:
-            pass
+            parsed = parse_json(arch, source)  # bounded nesting
+        except UserError:
+            parsed = None
+        if parsed is not None:
+            return _nb201(parsed, source)
     if isinstance(arch, (dict, str)):
         raise UserError(f"{source} holds a DARTS-family genotype; {DARTS_HINT}")
     raise UserError(f"{source}: expected an NB201 arch string, got {type(arch).__name__}")
@@ -69,12 +74,9 @@ def cells_of(spec: str) -> list[tuple[str, str, str]]:
 
 
 def _read_doc(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read {path}: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}: not valid JSON ({exc})") from None
+    from nni_offpolicy.files.reading import read_json
+
+    return read_json(path, "file")  # bounded: size, nesting, not a FIFO or a device; one line otherwise
 
 
 def lookup(specs: list[str], table_spec: str) -> dict[str, Any]:
@@ -90,7 +92,7 @@ def lookup(specs: list[str], table_spec: str) -> dict[str, Any]:
             row = table.row(key)
             results.append({"source": source, "which": which, "arch": key,
                             "values": {c: table.lookup(key, c).to_dict() for c in columns
-                                       if table.values[c][row] == table.values[c][row]}})  # NaN: no value
+                                       if math.isfinite(table.values[c][row])}})  # NaN or inf: no value
     return {"table": str(table.path), "cells": len(table),
             "columns": {c: table.column_summary(c) for c in columns}, "results": results}
 
@@ -127,9 +129,11 @@ def _darts(arch: Any, source: str) -> Any:
     from nni_offpolicy.data.surrogate import as_genotype
 
     if isinstance(arch, str) and arch.lstrip().startswith("{"):  # a genotype reported as json.dumps(...)
+        from nni_offpolicy.files.reading import parse_json
+
         try:
-            arch = json.loads(arch)
-        except json.JSONDecodeError:
+            arch = parse_json(arch, source)
+        except UserError:
             pass
     return as_genotype(arch, source)
 
@@ -212,15 +216,36 @@ def surrogate_lookup(specs: list[str], surrogate_spec: str, cells: int = 1000, s
         raise UserError(f"--surrogate-seed must be in [0, 2^32-1], got {seed}")
     found = [cell for spec in specs for cell in darts_cells_of(spec)]
     judge = open_surrogate(surrogate_spec)
-    everything = found + [(name, "published", g) for name, g in PUBLISHED.items()]
+    # a search's best-sampled or policy cell may keep a `none` edge (the derivation never does): it is recorded
+    # without a value, the way ablate records it, rather than costing the user the search's derived cell
+    unscored = {k: _unencodable(judge, g, f"{s} ({w})") for k, (s, w, g) in enumerate(found)
+                if w in SECONDARY_CELLS}
+    unscored = {k: why for k, why in unscored.items() if why is not None}
+    scored = [cell for k, cell in enumerate(found) if k not in unscored]
+    everything = scored + [(name, "published", g) for name, g in PUBLISHED.items()]
     values = judge.predict([g for *_, g in everything], [f"{s} ({w})" for s, w, _ in everything])
     reference = judge.reference_summary(cells, seed)
     params = eval_params_m([g for *_, g in everything])
     entries = [{"source": s, "which": w, "genotype": str(g), "accuracy": v,
                 "percentile": judge.percentile(v, cells, seed), "normal_param_free": normal_param_free(g),
                 "params_m": p} for (s, w, g), v, p in zip(everything, values, params)]
-    return {"surrogate": judge.describe(), "reference": reference, "results": entries[:len(found)],
-            "published": entries[len(found):]}
+    results = iter(entries[:len(scored)])
+    return {"surrogate": judge.describe(), "reference": reference,
+            "results": [{"source": s, "which": w, "genotype": str(g), "accuracy": None, "unscored": unscored[k]}
+                        if k in unscored else next(results) for k, (s, w, g) in enumerate(found)],
+            "published": entries[len(scored):]}
+
+
+SECONDARY_CELLS = ("best sampled", "policy")  # a search's cells besides its answer
+
+
+def _unencodable(judge: Any, genotype: Any, source: str) -> str | None:
+    """Why the model cannot take ``genotype`` (one line), or None."""
+    try:
+        judge.encode([genotype], [source])
+    except UserError as exc:
+        return str(exc)
+    return None
 
 
 def _columns(rows: list[list[str]], right: set[int]) -> list[str]:
@@ -238,12 +263,14 @@ def format_surrogate_human(doc: dict[str, Any]) -> str:
     header = ["source", "cell", "accuracy", "percentile", "param-free normal edges", "params (M, 20x36)"]
 
     def rows(entries: list[dict[str, Any]]) -> list[list[str]]:
-        return [[e["source"], e["which"], f"{e['accuracy']:.2f}", f"{e['percentile']:.1f}",
+        return [[e["source"], e["which"], "no value", "-", "-", "-"] if e["accuracy"] is None else
+                [e["source"], e["which"], f"{e['accuracy']:.2f}", f"{e['percentile']:.1f}",
                  f"{e['normal_param_free']} / 8", f"{e['params_m']:.3f}"] for e in entries]
 
     table = _columns([header] + rows(doc["results"]) + [[""] * len(header)] + rows(doc["published"]),
                      {2, 3, 4, 5})
     lines += table[:1 + len(doc["results"])]
+    lines += [f"  no value: {e['unscored']}" for e in doc["results"] if e["accuracy"] is None]
     lines += ["", "published cells, same model:"] + table[2 + len(doc["results"]):]
     return "\n".join(lines)
 

@@ -27,6 +27,7 @@ from nni_offpolicy.cli import main as cli_main
 from nni_offpolicy.nni_glue.harmless import nnictl_env
 from nni_offpolicy.nni_glue.rest import NniRest
 from nni_offpolicy.nni_glue.store import decode_metric, decode_parameters, read_registry
+from nni_offpolicy.tools.export import decode_architecture
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
@@ -207,9 +208,16 @@ def test_search_experiment_export_and_retrain(nni, tmp_path, capsys):
         assert exp.received(trial)["parameters"] == own_params
         assert all(int(r["parameterId"]) == own_id for r in periodical)
         seen_ids.add(own_id)
-        assert isinstance(value["default"], float) and value["metric"] == "derived_reward"
-        genotype = json.loads(value["genotype"])
+        assert isinstance(value["default"], float) and value["metric"] == "derived_valid_acc"
+        # one unit (accuracy in %) per epoch and at the end; the useful fields first; the genotype as its text
+        assert value["default"] == value["derived_valid_acc"] and 0 <= value["default"] <= 100
+        assert all(decode_metric(r["data"])["default"] == decode_metric(r["data"])["greedy_acc"] for r in periodical)
+        assert list(value)[:4] == ["default", "derived_valid_acc", "params_m", "genotype"]
+        assert value["genotype"].startswith("Genotype(normal=[(")
+        genotype = decode_architecture(value["genotype"])
         assert set(genotype) >= {"normal", "reduce", "normal_concat", "reduce_concat"}
+        trial_log = (Path(job["logPath"]) / "trial.log").read_text()
+        assert len(re.findall(r"epoch \d+/\d+ \(stage \d+ epoch \d+\): train loss", trial_log)) == len(periodical)
         # the web UI's TensorBoard button reads <exp>/trials/<trial>/output/tensorboard
         output = exp.dir / "trials" / trial / "output"
         assert output.is_symlink() and output.resolve() == Path(job["logPath"]).resolve()
@@ -278,7 +286,7 @@ def test_search_experiment_export_and_retrain(nni, tmp_path, capsys):
         index = retrain.received(job["trialJobId"])["parameters"]["index"]
         assert value["default"] == value["test_acc"]
         assert value["source_trial"] == top2[index]["trial_id"] and value["source_rank"] == index + 1
-        assert json.loads(value["genotype"]) == top2[index]["genotype"]
+        assert decode_architecture(value["genotype"]) == top2[index]["genotype"]
         assert (Path(job["logPath"]) / "tensorboard").is_dir()
         trained.add(index)
     assert trained == {0, 1}
@@ -307,7 +315,9 @@ def test_failing_trial_fails_alone_and_export_errors(nni, tmp_path, capsys):
         record = exp.received(job["trialJobId"])
         assert (record["parameter_id"], record["parameters"]) == (assigned_id, assigned)
         assert record["received_parameter_id"] != assigned_id  # the race did happen
-        assert "the parameters of a sibling trial" in (Path(job["logPath"]) / "trial.log").read_text()
+        swap = [line for line in (Path(job["logPath"]) / "trial.log").read_text().splitlines()
+                if "the parameters of a sibling trial" in line]
+        assert len(swap) == 1 and "INFO" in swap[0] and "expected" in swap[0], swap  # not a warning
     assert decode_parameters(failed["hyperParameters"][0])[1]["epsilon"] == 2.0
     assert decode_parameters(ok["hyperParameters"][0])[1]["epsilon"] == 0.3
     log = (Path(failed["logPath"]) / "trial.log").read_text()

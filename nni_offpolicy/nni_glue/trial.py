@@ -115,9 +115,10 @@ class TrialSession:
             received_id = self._record.get("parameter_id")
             assigned = self._assigned_record()
             if assigned is not None and assigned.get("parameter_id") != received_id:
-                logger.warning("NNI handed trial %s the parameters of a sibling trial (parameter_id %s); using the "
-                               "ones the manager assigned to it (parameter_id %s)", self.trial_id, received_id,
-                               assigned.get("parameter_id"))
+                logger.info("NNI handed trial %s the parameters of a sibling trial (parameter_id %s), as NNI 3.0's "
+                            "local training service does when trials start together: expected, and corrected here; "
+                            "this trial runs and reports the parameters the manager assigned to it (parameter_id "
+                            "%s)", self.trial_id, received_id, assigned.get("parameter_id"))
                 self._record = assigned
                 nni.trial._params = assigned
                 parameters = assigned["parameters"]

@@ -17,8 +17,8 @@ from __future__ import annotations
 import math
 import sys
 import time
-from functools import partial
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 

@@ -61,7 +61,12 @@ def load_experiment(experiment_id: str, experiment_dir: str | None = None) -> Ex
 
 
 def decode_architecture(value: Any) -> Any:
-    """The ``genotype`` of a final result (reported as ``json.dumps(...)``) -> dict or arch string."""
+    """The ``genotype`` of a final result -> a DARTS genotype dict or an NB201 arch string. Trials report its text
+    (``Genotype(...)`` or ``|op~0|+...``); earlier ones reported ``json.dumps`` of the dict."""
+    if isinstance(value, str) and value.lstrip().startswith("Genotype("):
+        from search_spaces.genotypes import genotype_to_dict, parse_genotype
+
+        return genotype_to_dict(parse_genotype(value))
     if isinstance(value, str):
         try:
             return json.loads(value)

@@ -39,11 +39,11 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3, help="fresh processes per command (default 3)")
     args = parser.parse_args()
     baseline = time_help_python(args.runs)
-    print(f"{"command":<36} {'median s':>9} {'max s':>7}")
-    print(f"{"python -c pass (floor)":<36} {statistics.median(baseline):9.2f} {max(baseline):7.2f}")
+    print(f"{'command':<36} {'median s':>9} {'max s':>7}")
+    print(f"{'python -c pass (floor)':<36} {statistics.median(baseline):9.2f} {max(baseline):7.2f}")
     for argv in [[], *([c] for c in COMMANDS), ["trial", "search"], ["trial", "retrain"]]:
         times = time_help(argv, args.runs)
-        name = "nni-offpolicy " + " ".join(argv) + " --help"
+        name = " ".join(["nni-offpolicy", *argv, "--help"])
         print(f"{name:<36} {statistics.median(times):9.2f} {max(times):7.2f}", flush=True)
     return 0
 

@@ -24,6 +24,17 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+MESSAGE_LIMIT = 1000  # characters of an error line: whatever a message quotes, a 10 MB value is not echoed whole
+
+
+def brief(exc: BaseException) -> str:
+    """The error's message as one line of at most about ``MESSAGE_LIMIT`` characters."""
+    text = " ".join(str(exc).split("\n")) or type(exc).__name__
+    if len(text) > MESSAGE_LIMIT:
+        text = f"{text[:MESSAGE_LIMIT]}... ({len(text) - MESSAGE_LIMIT:,} more characters)"
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser(argv[0] if argv and argv[0] in COMMANDS else None)
@@ -31,10 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = args.func(args)
     except (UserError, ValueError, FileNotFoundError) as exc:
-        print(f"nni-offpolicy {args.command}: error: {exc}", file=sys.stderr)
+        print(f"nni-offpolicy {args.command}: error: {brief(exc)}", file=sys.stderr)
         return 2
     except OSError as exc:  # the machine's, not the input's (disk full, permissions changed mid-run)
-        print(f"nni-offpolicy {args.command}: error: {exc}", file=sys.stderr)
+        print(f"nni-offpolicy {args.command}: error: {brief(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"nni-offpolicy {args.command}: interrupted", file=sys.stderr)

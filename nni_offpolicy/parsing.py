@@ -17,6 +17,12 @@ FALSE_WORDS = ("0", "false", "no", "off")
 NONE_WORDS = ("none", "")
 
 
+def shown(value: Any) -> str:
+    """``repr(value)`` as an error shows it: short, however long the value given."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def is_unset(value: Any) -> bool:
     """None, or the text ``none``/empty that stands for it in flags and YAML."""
     return value is None or (isinstance(value, str) and value.strip().lower() in NONE_WORDS)
@@ -34,24 +40,31 @@ def parse_bool(what: str, value: Any) -> bool:
         return True
     if text in FALSE_WORDS:
         return False
-    raise UserError(f"{what}: expected true/false, got {value!r}")
+    raise UserError(f"{what}: expected true/false, got {shown(value)}")
 
 
 def parse_float(what: str, value: Any) -> float:
+    if isinstance(value, bool):  # YAML's true is not the number 1
+        raise UserError(f"{what}: expected a number, got {value!r}")
     try:
         return float(value)
-    except (TypeError, ValueError):
-        raise UserError(f"{what}: expected a number, got {value!r}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise UserError(f"{what}: expected a number, got {shown(value)}") from None
 
 
 def parse_int(what: str, value: Any) -> int:
-    """A whole number, also when written ``600.0`` (TPE hands floats for ints); ``1.5`` or ``x`` is an error."""
+    """A whole number, also when written ``600.0`` (TPE hands floats for ints); ``1.5``, ``x`` or ``true`` (YAML's
+    boolean: ``seed: true`` was seed 1) is an error."""
+    if isinstance(value, bool):
+        raise UserError(f"{what}: expected an integer, got {value!r}")
+    if isinstance(value, int):
+        return value  # exactly, however large (float() would round 2**70)
     try:
         number = float(value)
-    except (TypeError, ValueError):
-        raise UserError(f"{what}: expected an integer, got {value!r}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise UserError(f"{what}: expected an integer, got {shown(value)}") from None
     if not number.is_integer():
-        raise UserError(f"{what}: expected an integer, got {value!r}")
+        raise UserError(f"{what}: expected an integer, got {shown(value)}")
     return int(number)
 
 
@@ -77,6 +90,8 @@ def coerce(what: str, value: Any, hint: Any) -> Any:
     if hint is float:
         return parse_float(what, value)
     if hint is str and value is not None:
+        if isinstance(value, (bool, dict, list, tuple, set)):  # dataset: {imagefolder: /etc} is no name
+            raise UserError(f"{what}: expected text, got {type(value).__name__} {shown(value)}")
         return str(value)
     return value
 

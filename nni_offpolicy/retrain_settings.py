@@ -68,8 +68,8 @@ class RetrainSettings:
 
         check_seed(self.seed)
         need(self.index is None or self.index >= 0, "index", ">= 0")
-        need(self.layers is None or self.layers >= 1, "layers", ">= 1")
-        need(self.channels is None or self.channels >= 1, "channels", ">= 1")
+        need(self.layers is None or 1 <= self.layers <= 200, "layers", "in 1..200")  # not a MemoryError later
+        need(self.channels is None or 1 <= self.channels <= 2048, "channels", "in 1..2048")
         need(self.image_size is None or self.image_size >= 1, "image_size", ">= 1 pixel (or unset)")
         need(self.epochs >= 1, "epochs", ">= 1")
         need(self.batch_size >= 1, "batch_size", ">= 1")

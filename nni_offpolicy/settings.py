@@ -201,11 +201,18 @@ class SearchSettings:
         for name in ("zero_cost_layers", "zero_cost_channels", "zero_cost_images"):
             if getattr(self, name) is not None and not getattr(self, name) >= 1:
                 raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.zero_cost is not None and (self.zero_cost_images or min(64, self.reward_batch)) < 2:
+            raise UserError(f"zero_cost_images must be >= 2 (it is {self.zero_cost_images or self.reward_batch}): "
+                            f"NASWOT compares the images' activation codes with each other, and one image gives "
+                            f"every cell the same score")
         if self.zero_cost is not None and self.zero_cost_images is not None and self.zero_cost_images > self.reward_batch:
             raise UserError(f"zero_cost_images ({self.zero_cost_images}) exceeds the reward batch "
                             f"({self.reward_batch}) it is taken from")
         if self.final_pick not in FINAL_PICKS:
             raise UserError(f"unknown final_pick {self.final_pick!r}; allowed: {', '.join(FINAL_PICKS)}")
+        if self.final_pick == "zero-cost" and self.reward_source == "table":  # zero_cost=naswot is refused there too
+            raise UserError("final_pick=zero-cost scores the last space's cells on images, and reward_source=table "
+                            "loads none: choose final_pick=policy or best-sampled")
         if self.final_pick == "zero-cost" and self.zero_cost is None:
             raise UserError("final_pick=zero-cost ranks the last stage's cells by their zero-cost score, and "
                             f"zero_cost is none: set zero_cost={ZERO_COST_SCORES[0]} (allowed: "
@@ -303,6 +310,13 @@ class SearchSettings:
         for name in ("replay_size", "replay_samples", "threads", "max_skip_connect"):
             if getattr(self, name) < 0:
                 raise UserError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.threads > thread_limit():  # threads=3000 aborted in libgomp
+            raise UserError(f"threads must be in 0..{thread_limit()} (0: torch's default; at most 4 per CPU core "
+                            f"here), got {self.threads}")
+        for name, limit in SIZE_LIMITS.items():  # layers: [3, 3, 1000000] was a MemoryError at stage 3
+            for value in getattr(self, name) if isinstance(getattr(self, name), list) else [getattr(self, name)]:
+                if value is not None and value > limit:
+                    raise UserError(f"{name} must be at most {limit}, got {value}")
 
     def _validate_reward_source(self, family: Family) -> None:
         """The table reward source is read here, so a missing file or column stops before anything is written."""
@@ -334,6 +348,18 @@ class SearchSettings:
 
 
 StageRule = Callable[[int], list[float]]
+
+# Sizes past any network this runs (P-DARTS' largest: 20 cells of 36 channels; a supernet of 17): a typo like
+# layers: [3, 3, 1000000] is one line at validation, not a MemoryError when stage 3 is built.
+SIZE_LIMITS = {"layers": 200, "eval_layers": 200, "zero_cost_layers": 200, "channels": 2048, "eval_channels": 2048,
+               "zero_cost_channels": 2048}
+
+
+def thread_limit() -> int:
+    """The most torch threads a run may ask for: 4 per CPU core (at least 64, at most 1024)."""
+    import os
+
+    return min(1024, max(64, 4 * (os.cpu_count() or 1)))
 
 
 def last_stage_apart(early: float, last: float) -> StageRule:
@@ -519,23 +545,14 @@ def load_settings(preset: str = "demo", overrides: Mapping[str, Any] | None = No
 def read_config(config_file: str | Path) -> dict[str, Any]:
     """A YAML (``.yml``/``.yaml``) or JSON file holding one mapping of setting: value; every way it can be wrong
     (missing, a folder, unreadable, not text, not parseable, not a mapping) is one line naming the file."""
+    from nni_offpolicy.files.reading import read_document  # bounded: size, nesting, aliases, non-regular files
+
     path = Path(config_file)
-    if not path.exists():
-        raise UserError(f"config file not found: {path}")
-    if not path.is_file():
-        raise UserError(f"config file {path} is a folder, not a file")
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except OSError as exc:
-        raise UserError(f"config file {path} cannot be read: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise UserError(f"config file {path} is not text (YAML or JSON expected)") from None
-    if "\x00" in text:
-        raise UserError(f"config file {path} is not text (YAML or JSON expected)")
-    try:
-        data = yaml.safe_load(text) if path.suffix in (".yml", ".yaml") else json.loads(text)
-    except (yaml.YAMLError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path}: cannot parse ({str(exc).splitlines()[0]})") from None
+    data = read_document(path, "config file")
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a mapping of setting: value")
+    for key in data:
+        if not isinstance(key, str):
+            raise UserError(f"{path}: setting names are text, got {key!r} ({type(key).__name__}); write it as "
+                            f"a setting name")
     return dict(data)

@@ -22,6 +22,12 @@ class GenotypeError(ValueError):
     """A malformed genotype; the message names the field."""
 
 
+def _shown(value: Any) -> str:
+    """``repr(value)`` as an error shows it: short, however long the text given (a 10 MB op name is not echoed)."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _ops() -> Mapping[str, Any]:
     """The op registry (``ops.OPS``), imported on first use."""
     from .ops import OPS
@@ -67,7 +73,7 @@ PUBLISHED: dict[str, Genotype] = {
 
 def published_genotype(name: str) -> Genotype:
     if name not in PUBLISHED:
-        raise GenotypeError(f"unknown genotype name {name!r}; built-in: {', '.join(sorted(PUBLISHED))}")
+        raise GenotypeError(f"unknown genotype name {_shown(name)}; built-in: {', '.join(sorted(PUBLISHED))}")
     return PUBLISHED[name]
 
 
@@ -81,24 +87,24 @@ def validate_genotype(genotype: Genotype, allowed_ops: Mapping[str, Mapping[str,
     for kind in ("normal", "reduce"):
         pairs = getattr(genotype, kind)
         if not isinstance(pairs, (list, tuple)) or not pairs or len(pairs) % 2:
-            raise GenotypeError(f"{kind}: expected 2 (op, input) pairs per node, got {pairs!r}")
+            raise GenotypeError(f"{kind}: expected 2 (op, input) pairs per node, got {_shown(pairs)}")
         nodes = len(pairs) // 2
         if kind == "reduce" and nodes != len(genotype.normal) // 2:
             raise GenotypeError(f"reduce: {nodes} nodes but normal has {len(genotype.normal) // 2}")
         for k, pair in enumerate(pairs):
             if not isinstance(pair, (list, tuple)) or len(pair) != 2:
-                raise GenotypeError(f"{kind}[{k}]: expected [op, input_index], got {pair!r}")
+                raise GenotypeError(f"{kind}[{k}]: expected [op, input_index], got {_shown(pair)}")
             op, index = pair
             node = 2 + k // 2
             if not isinstance(op, str) or op not in _ops():
-                raise GenotypeError(f"{kind}[{k}]: unknown op {op!r}; allowed: {', '.join(sorted(_ops()))}")
+                raise GenotypeError(f"{kind}[{k}]: unknown op {_shown(op)}; allowed: {', '.join(sorted(_ops()))}")
             if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < node:
-                raise GenotypeError(f"{kind}[{k}]: input index {index!r} out of range for node {node} "
+                raise GenotypeError(f"{kind}[{k}]: input index {_shown(index)} out of range for node {node} "
                                     f"(allowed 0..{node - 1})")
             if allowed_ops is not None:
                 allowed = allowed_ops[kind][f"{node}_{index}"]
                 if op not in allowed:
-                    raise GenotypeError(f"{kind}[{k}]: op {op!r} not allowed on edge {node}_{index}; "
+                    raise GenotypeError(f"{kind}[{k}]: op {_shown(op)} not allowed on edge {node}_{index}; "
                                         f"allowed: {', '.join(allowed)}")
         if distinct_inputs:
             for n in range(nodes):
@@ -107,7 +113,7 @@ def validate_genotype(genotype: Genotype, allowed_ops: Mapping[str, Mapping[str,
                                         f"{pairs[2 * n][1]} twice; this space needs two different inputs")
         concat = getattr(genotype, f"{kind}_concat")
         if not concat or any(not isinstance(c, int) or not 0 <= c < nodes + 2 for c in concat):
-            raise GenotypeError(f"{kind}_concat: expected node indices in 0..{nodes + 1}, got {concat!r}")
+            raise GenotypeError(f"{kind}_concat: expected node indices in 0..{nodes + 1}, got {_shown(concat)}")
     return genotype
 
 
@@ -119,7 +125,7 @@ def _normalise(data: Mapping[str, Any]) -> Genotype:
     for kind in ("normal", "reduce"):
         pairs = data[kind]
         if not isinstance(pairs, (list, tuple)):
-            raise GenotypeError(f"{kind}: expected a list of [op, input] pairs, got {pairs!r}")
+            raise GenotypeError(f"{kind}: expected a list of [op, input] pairs, got {_shown(pairs)}")
         fields[kind] = [tuple(p) if isinstance(p, (list, tuple)) else p for p in pairs]
         concat = data[f"{kind}_concat"]
         fields[f"{kind}_concat"] = list(concat) if isinstance(concat, (list, tuple, range)) else concat
@@ -147,9 +153,21 @@ def parse_genotype(text: str) -> Genotype:
     body = re.sub(r"range\(\s*(\d+)\s*,\s*(\d+)\s*\)", lambda m: str(list(range(int(m[1]), int(m[2])))), match[1])
     try:
         call = ast.parse(f"f({body})", mode="eval").body
-        kwargs = {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}  # type: ignore[attr-defined]
-    except (SyntaxError, ValueError) as exc:
-        raise GenotypeError(f"cannot parse Genotype expression: {exc}") from None
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+        raise GenotypeError(f"cannot parse Genotype expression: {str(exc).splitlines()[0][:120]}") from None
+    # only Genotype(field=literal, ...): "Genotype(x) or __import__('os')..." parses as another expression
+    if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "f") or call.args:
+        raise GenotypeError("not a Genotype(...) expression: expected Genotype(normal=[...], normal_concat=..., "
+                            "reduce=[...], reduce_concat=...) and nothing around it")
+    kwargs = {}
+    for kw in call.keywords:
+        if kw.arg is None:
+            raise GenotypeError("Genotype(...): expected named fields, got **")
+        try:
+            kwargs[kw.arg] = ast.literal_eval(kw.value)
+        except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError):
+            raise GenotypeError(f"Genotype(...): field {_shown(kw.arg)} is not a literal (lists, tuples, numbers and "
+                                f"strings only; nothing is called or evaluated)") from None
     return _normalise(kwargs)
 
 
@@ -167,16 +185,21 @@ def load_genotype(spec: str, index: int | None = None) -> Genotype:
     if not is_existing_file_name(path):
         if path.suffix or "/" in spec:
             raise GenotypeError(f"genotype file not found: {spec}")
-        raise GenotypeError(f"unknown genotype name {spec!r}; built-in: {', '.join(sorted(PUBLISHED))} "
+        raise GenotypeError(f"unknown genotype name {_shown(spec)}; built-in: {', '.join(sorted(PUBLISHED))} "
                             f"(or give a JSON file)")
     return genotype_from_document(_read_json(path), index, spec)
 
 
 def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise GenotypeError(f"{path}: not valid JSON ({exc})") from None
+    """A genotype file's document through the bounded reader (a regular file, limited in size and nesting; one
+    line for anything else). A file holding the text of one architecture (``Genotype(...)`` or an arch string
+    ``|op~0|+...``), as printed, is that text."""
+    from nni_offpolicy.files.reading import parse_json, read_text
+
+    text = read_text(path, "genotype file")
+    if text.lstrip().startswith(("Genotype(", "|")):
+        return text.strip()
+    return parse_json(text, f"genotype file {path}")
 
 
 def _pick_entry(data: Any, index: int | None, source: str) -> Any:
@@ -197,8 +220,18 @@ def genotype_from_document(data: Any, index: int | None, source: str) -> Genotyp
     if isinstance(data, dict) and "genotype" in data:
         data = data["genotype"]
     if isinstance(data, str):
-        return parse_genotype(data) if data.startswith("Genotype(") else genotype_from_document(
-            json.loads(data), None, source)
+        if data.lstrip().startswith("Genotype("):
+            return parse_genotype(data)
+        from nni_offpolicy.errors import UserError
+        from nni_offpolicy.files.reading import parse_json
+
+        try:
+            inner = parse_json(data, source)  # a genotype reported as json.dumps(...)
+        except UserError:
+            shown = data if len(data) <= 60 else data[:57] + "..."
+            raise GenotypeError(f"{source}: holds the text {shown!r}, which is neither a Genotype(...) string, an "
+                                f"arch string |op~0|+... nor a genotype object") from None
+        return genotype_from_document(inner, None, source)
     if not isinstance(data, dict):
         raise GenotypeError(f"{source}: expected a genotype object, got {type(data).__name__}")
     return _normalise(data)
@@ -214,7 +247,7 @@ def sample_to_genotype(sample: Mapping[str, Any], nodes: int = 4) -> Genotype:
         for j in range(2, nodes + 2):
             key = f"{kind}/input_{j}"
             if key not in sample:
-                raise GenotypeError(f"sample is missing {key!r}")
+                raise GenotypeError(f"sample is missing {_shown(key)}")
             inputs = [int(i) for i in sample[key]]  # the order of a node's pair is kept, as DARTS prints it
             for i in inputs:
                 pairs.append((sample[f"{kind}/op_{j}_{i}"], i))
@@ -257,20 +290,33 @@ def sample_to_nb201(sample: Mapping[str, Any]) -> str:
 def nb201_to_sample(arch: str) -> dict[str, str]:
     nodes = arch.strip().split("+")
     if len(nodes) != 3:
-        raise GenotypeError(f"NAS-Bench-201 arch string needs 3 nodes separated by '+', got {arch!r}")
+        raise GenotypeError(f"NAS-Bench-201 arch string needs 3 nodes separated by '+', got {_shown(arch)}")
     sample = {}
     for j, node in enumerate(nodes, start=1):
         edges = [e for e in node.strip("|").split("|") if e]
         if len(edges) != j:
-            raise GenotypeError(f"node {j} of {arch!r} needs {j} edge(s), got {len(edges)}")
+            raise GenotypeError(f"node {j} of {_shown(arch)} needs {j} edge(s), got {len(edges)}")
         for i, edge in enumerate(edges):
             op, _, src = edge.partition("~")
             if src != str(i):
-                raise GenotypeError(f"node {j} edge {i} of {arch!r}: expected '~{i}', got {edge!r}")
+                raise GenotypeError(f"node {j} edge {i} of {_shown(arch)}: expected '~{i}', got {_shown(edge)}")
             if op not in _ops():
-                raise GenotypeError(f"node {j} edge {i}: unknown op {op!r}; allowed: {', '.join(sorted(_ops()))}")
+                raise GenotypeError(f"node {j} edge {i}: unknown op {_shown(op)}; allowed: {', '.join(sorted(_ops()))}")
             sample[f"cell/op_{j}_{i}"] = op
     return sample
+
+
+def require_benchmark_ops(sample: Mapping[str, str], source: str = "arch string") -> dict[str, str]:
+    """``sample`` if every op is one of NAS-Bench-201's five (what its tables and its evaluation network hold);
+    an arch string may name any op of the registry (a user's own NB201-shaped space), but a benchmark cannot rank
+    ``sep_conv_3x3``."""
+    from .ops import NB201_OPS
+
+    for key, op in sample.items():
+        if op not in NB201_OPS:
+            raise GenotypeError(f"{source}: {_shown(op)} ({key}) is not a NAS-Bench-201 op; allowed: "
+                                f"{', '.join(NB201_OPS)}")
+    return dict(sample)
 
 
 # ---------------------------------------------------------------- either family
@@ -283,6 +329,9 @@ def load_architecture(spec: str, index: int | None = None) -> tuple[str, Archite
     """``("darts", Genotype)`` or ``("nb201", sample)`` from a built-in name, a ``Genotype(...)`` string, a
     NAS-Bench-201 arch string (``|op~0|+...``), or a JSON file (a genotype, a search's genotype.json, or an
     exported top-K list; ``index`` picks an entry). In files, a ``genotype`` that is an arch string is NB201."""
+    if not spec.strip():  # Path("") is the working directory: "Is a directory: '.'"
+        raise GenotypeError("no genotype given: name a built-in genotype, a JSON file, a Genotype(...) string or an "
+                            "arch string |op~0|+...")
     if spec.lstrip().startswith("|"):
         if index not in (None, 0):
             raise GenotypeError(f"an arch string holds one architecture, so --index {index} is past the end")
@@ -295,6 +344,22 @@ def load_architecture(spec: str, index: int | None = None) -> tuple[str, Archite
     if is_existing_file_name(path) and spec not in PUBLISHED:
         entry = _pick_entry(_read_json(path), index, spec)
         arch = entry.get("genotype") if isinstance(entry, dict) else entry
+        family = entry.get("family") if isinstance(entry, dict) else None
+        if family is not None:  # a search's genotype.json or an exported entry says what it holds: honour it
+            from .families import FAMILIES
+
+            if family not in FAMILIES:
+                raise GenotypeError(f"{spec}: family {_shown(family)} is not one of {', '.join(FAMILIES)}")
+            if isinstance(arch, str) and arch.lstrip().startswith("{"):  # json.dumps(...), as trials report it
+                from nni_offpolicy.files.reading import parse_json
+
+                arch = parse_json(arch, spec)
+            elif isinstance(arch, str) and arch.lstrip().startswith("Genotype("):
+                arch = parse_genotype(arch)
+            try:
+                return family, FAMILIES[family].normalise(arch)
+            except GenotypeError as exc:
+                raise GenotypeError(f"{spec}: its family is {family}, but its genotype is not one ({exc})") from None
         if isinstance(arch, str) and arch.lstrip().startswith("|"):
             return "nb201", nb201_to_sample(arch)
         return "darts", genotype_from_document(entry, None, spec)

@@ -56,6 +56,9 @@ def test_an_ablation_grid_refuses_other_changes(tmp_path):
 def test_a_search_checkpoint_resumes_by_the_same_rule(tmp_path, changed, refused):
     settings = load_settings("demo")
     state = {key: None for key in RESUME_KEYS}
+    state.update(stage=0, next_epoch=0, global_step=0, reward_updates=0, jsonl_lines=0, elapsed=0.0, edge_ops={},
+                 stage_summaries=[], tracker=dict.fromkeys(("recent", "best", "argmax", "changed", "updates")),
+                 rng=dict.fromkeys(("python", "numpy", "torch")))  # contents a resume can take (issue 29.9)
     state["settings"] = {**settings.to_dict(), **changed}
     ckpt.atomic_save(state, tmp_path / "checkpoint.pt")
     if refused is None:

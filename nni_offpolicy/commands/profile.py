@@ -72,9 +72,12 @@ def recorded_eval_size(spec: str) -> dict[str, int]:
     path = Path(spec)
     if spec.lstrip().startswith(("|", "Genotype(")) or not path.suffix == ".json" or not path.is_file():
         return {}
+    from nni_offpolicy.errors import UserError
+    from nni_offpolicy.files.reading import read_json
+
     try:
-        doc = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        doc = read_json(path, "genotype file")  # bounded: size, nesting, not a FIFO or a device
+    except UserError:
         return {}  # load_spec reports what is wrong with the file
     size = doc.get("eval_size") if isinstance(doc, dict) else None
     if not isinstance(size, dict):
@@ -92,6 +95,10 @@ def run(args: argparse.Namespace) -> int:
 
     family, arch = load_spec(args.genotype, args.index)
     spec = get_family(family)
+    if spec.tables:  # a benchmark's family (NAS-Bench-201): its network's cells hold the benchmark's ops only
+        from search_spaces.genotypes import require_benchmark_ops
+
+        require_benchmark_ops(arch, display_name(args.genotype))
     recorded = recorded_eval_size(args.genotype)
     size = {k: getattr(args, k) if getattr(args, k) is not None else recorded.get(k, STANDARD_INPUT.get(k))
             for k in EVAL_SIZE_KEYS}

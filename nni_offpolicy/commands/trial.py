@@ -192,9 +192,11 @@ def _source_entry(genotype: str, index: int | None) -> dict[str, Any]:
     path = Path(genotype)
     if not path.suffix == ".json" or not path.is_file():
         return {}
+    from nni_offpolicy.files.reading import read_json
+
     try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+        data = read_json(path, "genotype file")
+    except UserError:
         return {}
     entries = data.get("architectures") if isinstance(data, dict) else data
     if not isinstance(entries, list) or not entries:

@@ -510,6 +510,9 @@ def _load_imagefolder(path_text: str, split: str, cache_dir: str | None, image_s
         _write_cache(_stack(_group(entries), source), cache)
         cached = _read_cache(cache, split)
         assert cached is not None, f"cache {cache} unreadable right after writing it"
+    if len(cached["classes"]) < 2:  # every answer is right: "100 % valid accuracy" of nothing
+        raise UserError(f"imagefolder {path_text} holds one class ({cached['classes'][0]}): a classifier needs at "
+                        f"least two class folders (CLASS/IMAGE or train/CLASS/IMAGE)")
     if f"{split}_images" not in cached:
         raise UserError(f"imagefolder {path_text} has no train/ and test/ folders, so split {split!r} is not "
                         f"available: use split 'train' (and search_split for validation)")

@@ -30,7 +30,6 @@ onnxruntime is an optional dependency (``pip install -e '.[bench]'``), imported 
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import math
 from pathlib import Path
@@ -155,12 +154,9 @@ def read_encoding(path: Path) -> dict[str, dict[str, int]]:
     if size > MAX_ENCODING_BYTES:
         raise UserError(f"surrogate encoding {path} is {size} bytes: an encoding is a few kB of JSON "
                         f"(limit {MAX_ENCODING_BYTES})")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"surrogate encoding {path} is unreadable ({exc})") from None
-    except json.JSONDecodeError as exc:
-        raise UserError(f"surrogate encoding {path}: not valid JSON ({exc})") from None
+    from nni_offpolicy.files.reading import read_json
+
+    data = read_json(path, "surrogate encoding", MAX_ENCODING_BYTES)  # not a FIFO or a device; bounded nesting
     if not isinstance(data, dict):
         raise UserError(f"surrogate encoding {path}: expected {{input name: {{level: integer}}}}, got "
                         f"{type(data).__name__}")

@@ -25,9 +25,10 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from search_spaces.genotypes import GenotypeError, nb201_to_sample, sample_to_nb201
+from search_spaces.genotypes import GenotypeError, nb201_to_sample, require_benchmark_ops, sample_to_nb201
 
 from nni_offpolicy.errors import UserError
+from nni_offpolicy.files.reading import TABLE_LIMIT, check_regular_file, parse_json, read_text
 
 ARCH_COLUMN = "arch"
 _LOWER_IS_BETTER = re.compile(r"(loss|error|err$|latency|time|params|flops|macs|cost)", re.I)
@@ -36,7 +37,7 @@ _LOWER_IS_BETTER = re.compile(r"(loss|error|err$|latency|time|params|flops|macs|
 def canonical_arch(text: str) -> str:
     """The NB201 arch string as the space prints it (whitespace a paste picked up dropped); ``GenotypeError`` if
     it is not one."""
-    return sample_to_nb201(nb201_to_sample(re.sub(r"\s+", "", str(text))))
+    return sample_to_nb201(require_benchmark_ops(nb201_to_sample(re.sub(r"\s+", "", str(text)))))
 
 
 def _is_arch(text: Any) -> bool:
@@ -79,6 +80,10 @@ class Table:
         return len(self.archs)
 
     def check_column(self, column: str) -> str:
+        if column in self.non_numeric:  # say which row, wherever the column was named
+            row, value = self.non_numeric[column]
+            raise UserError(f"{self.path}: column {column!r} is not numeric (row {row} has {value!r}); numeric "
+                            f"columns: {', '.join(self.columns)}")
         if column not in self.columns:
             raise UserError(f"{self.path}: no numeric column {column!r}; numeric columns: {', '.join(self.columns)}")
         return column
@@ -145,17 +150,9 @@ class Table:
 
 # ------------------------------------------------------------------------------------------------ reading
 def _read_rows(path: Path) -> list[dict[str, Any]]:
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise UserError(f"table not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"table {path} is unreadable ({exc})") from None
+    text = read_text(path, "table", TABLE_LIMIT)  # a regular file of bounded size: not /dev/zero, not a FIFO
     if path.suffix.lower() == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"table {path}: not valid JSON ({exc})") from None
+        data = parse_json(text, f"table {path}")
         if isinstance(data, dict) and all(isinstance(v, dict) for v in data.values()):
             return [{ARCH_COLUMN: arch, **{k: v for k, v in row.items() if k != ARCH_COLUMN}}
                     for arch, row in data.items()]
@@ -225,7 +222,9 @@ def parse_table(path: Path) -> Table:
         values[name] = np.array(parsed, dtype=np.float64)
         columns.append(name)
     if not columns:
-        raise UserError(f"table {path} has no numeric column; columns: {', '.join(names)}")
+        first = next(iter(non_numeric.items()), None)  # say which row, as for a named column
+        why = f": column {first[0]!r} is not numeric (row {first[1][0]} has {first[1][1]!r})" if first else ""
+        raise UserError(f"table {path} has no numeric column{why}; columns: {', '.join(names)}")
     keep: list[int] = []
     for i, key in enumerate(archs):
         if key in index:
@@ -257,6 +256,7 @@ def load_table(path: str | Path) -> Table:
         raise UserError(f"table {p} is unreadable ({exc})") from None
     if p.is_dir():
         raise UserError(f"table {p} is a directory: give a .csv or .json file")
+    check_regular_file(p, "table")  # a FIFO would block the read, /dev/zero never end it
     key, stamp = p.resolve(), (st.st_mtime, st.st_size)
     cached = _CACHE.get(key)
     if cached is None or cached[0] != stamp:

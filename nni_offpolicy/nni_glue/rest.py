@@ -14,8 +14,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from nni_offpolicy.nni_glue.store import (ExperimentData, MetricRecord, TrialRecord, as_int, attach_metrics, decode_metric,
-                    decode_parameters, read_registry)
+from nni_offpolicy.nni_glue.store import (ExperimentData, MetricRecord, NniDataError, TrialRecord, as_int, attach_metrics,
+                                          decode_metric, decode_parameters, read_registry, registry_entry)
 
 
 class RestError(RuntimeError):
@@ -38,20 +38,39 @@ class NniRest:
             raise RestError(f"GET {url}: HTTP {exc.code} {exc.read()[:200]!r}") from None
         except (urllib.error.URLError, OSError) as exc:
             raise RestError(f"GET {url}: {getattr(exc, 'reason', exc)}") from None
-        return json.loads(body) if body else None
+        try:
+            return json.loads(body) if body else None
+        except (ValueError, RecursionError):
+            raise NniDataError(f"the NNI manager at {self.base}: GET {api} answered something that is not JSON "
+                               f"({body[:60]!r})") from None
+
+    def _reply(self, api: str, kind: type, what: str) -> Any:
+        """``GET api`` checked at the edge: a ``kind`` (dict or list of dicts), else one line naming the source."""
+        reply = self.get(api)
+        if reply is None and kind is list:
+            return []
+        if not isinstance(reply, kind) or (kind is list and not all(isinstance(r, dict) for r in reply)):
+            raise NniDataError(f"the NNI manager at {self.base}: GET {api} answered {type(reply).__name__} "
+                               f"{str(reply)[:60]!r}, not {what}")
+        return reply
 
     # ------------------------------------------------------------------ endpoints
     def check_status(self) -> dict[str, Any]:
-        return self.get("check-status")
+        return self._reply("check-status", dict, "a status object")
 
     def experiment(self) -> dict[str, Any]:
-        return self.get("experiment")
+        return self._reply("experiment", dict, "the experiment's profile (an object)")
 
     def trial_jobs(self) -> list[dict[str, Any]]:
-        return self.get("trial-jobs") or []
+        jobs = self._reply("trial-jobs", list, "a list of trial objects")
+        for job in jobs:
+            if not isinstance(job.get("trialJobId"), str) or not job["trialJobId"]:
+                raise NniDataError(f"the NNI manager at {self.base}: GET trial-jobs answered a trial without a "
+                                   f"trialJobId ({str(job)[:60]!r})")
+        return jobs
 
     def metric_data(self, trial_id: str | None = None) -> list[dict[str, Any]]:
-        return self.get(f"metric-data/{trial_id}" if trial_id else "metric-data") or []
+        return self._reply(f"metric-data/{trial_id}" if trial_id else "metric-data", list, "a list of metric objects")
 
     # ------------------------------------------------------------------ decoded
     def read_experiment(self, experiment_id: str | None = None) -> ExperimentData:
@@ -69,14 +88,15 @@ class NniRest:
                 sequence_id=as_int(job.get("sequenceId")), parameter_id=parameter_id, parameters=parameters,
                 log_path=job.get("logPath"), start_time=job.get("startTime"), end_time=job.get("endTime"))
         metrics = [MetricRecord(trial_id=m.get("trialJobId"), parameter_id=as_int(m.get("parameterId")),
-                                type=m.get("type", ""), sequence=int(m.get("sequence") or 0),
+                                type=m.get("type", ""), sequence=as_int(m.get("sequence")) or 0,
                                 value=decode_metric(m.get("data")), timestamp=m.get("timestamp"))
                    for m in self.metric_data()]
         attach_metrics(trials, metrics)
         ordered = sorted(trials.values(), key=lambda t: (t.sequence_id if t.sequence_id is not None else 1 << 30))
         log_dir = profile.get("logDir")
-        return ExperimentData(experiment_id=exp_id, source="rest", status=status, trials=ordered,
-                              experiment_dir=Path(log_dir) if log_dir else None)
+        return ExperimentData(experiment_id=exp_id, source="rest", status=status if isinstance(status, str) else None,
+                              trials=ordered, experiment_dir=Path(log_dir) if isinstance(log_dir, str) and log_dir
+                              else None)
 
 
 def _pid_alive(pid: Any) -> bool:
@@ -96,7 +116,7 @@ def find_running(experiment_id: str, registry: dict[str, dict[str, Any]] | None 
     The registry's status can lag (it says RUNNING after a crash, and ports are reused), so the manager's pid
     must be alive and ``/experiment`` must report the same id.
     """
-    entry = (registry if registry is not None else read_registry()).get(experiment_id)
+    entry = registry_entry(registry if registry is not None else read_registry(), experiment_id)
     if not entry or entry.get("status") == "STOPPED":
         return None
     try:  # NAS experiments with a one-shot strategy register with port "N/A": no manager, no REST

@@ -37,6 +37,16 @@ from nni_offpolicy.errors import UserError
 TERMINAL_STATUSES = ("SUCCEEDED", "FAILED", "USER_CANCELED", "SYS_CANCELED", "EARLY_STOPPED")
 
 
+class NniDataError(UserError):
+    """What NNI wrote or answered is not what NNI 3.0 writes (a hand-edited registry, another manager's reply):
+    checked where it enters, one line naming where it came from."""
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def nni_home() -> Path:
     """Where nnictl keeps its registry (``~/nni-experiments``; follows ``$HOME`` like NNI does)."""
     return Path(os.path.expanduser("~")) / "nni-experiments"
@@ -98,12 +108,34 @@ class ExperimentData:
 
 # ---------------------------------------------------------------------------------------------------- decoding
 def as_int(value: Any) -> int | None:
-    if value is None or value == "":
+    if value is None or value == "" or isinstance(value, bool):
         return None
     try:
         return int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
+
+
+# what each registry field may hold (NNI 3.0's nnictl writes these types)
+_REGISTRY_FIELDS = {"logDir": (str,), "status": (str,), "prefixUrl": (str,), "port": (int, str), "pid": (int, str),
+                    "tag": (list,), "platform": (str,), "experimentName": (str,)}
+
+
+def registry_entry(registry: dict[str, dict[str, Any]], experiment_id: str, home: Path | None = None
+                   ) -> dict[str, Any] | None:
+    """``experiment_id``'s entry of nnictl's registry, its fields checked (``logDir: ["a"]`` was a TypeError
+    deep in export); None when it has none."""
+    entry = registry.get(experiment_id)
+    if entry is None:
+        return None
+    source = f"nnictl's experiment list ({(home or nni_home()) / '.experiment'}), experiment {experiment_id}"
+    for key, kinds in _REGISTRY_FIELDS.items():
+        value = entry.get(key)
+        if value is not None and (not isinstance(value, kinds) or isinstance(value, bool)):
+            raise NniDataError(f"{source}: {key} is {_shown(value)}, which NNI never writes there")
+    if isinstance(entry.get("tag"), list) and not all(isinstance(t, str) for t in entry["tag"]):
+        raise NniDataError(f"{source}: tag is {_shown(entry['tag'])}, not a list of text")
+    return entry
 
 
 def decode_metric(data: Any) -> Any:
@@ -156,13 +188,20 @@ def read_registry(home: Path | None = None) -> dict[str, dict[str, Any]]:
 
     Read without NNI's file lock: the manager and nnictl rewrite it whole, so a torn read is retried.
     """
+    from nni_offpolicy.files.reading import read_text  # a regular file of bounded size, or one line
+
     path = (home or nni_home()) / ".experiment"
     for attempt in range(5):
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
+        if not os.path.lexists(path):
             return {}
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        try:
+            data = json.loads(read_text(path, "nnictl's experiment list"))
+        except (json.JSONDecodeError, RecursionError):
+            time.sleep(0.1 * (attempt + 1))
+            continue
+        except UserError as exc:
+            if "not text" not in str(exc):
+                raise
             time.sleep(0.1 * (attempt + 1))
             continue
         return {k: v for k, v in data.items() if isinstance(v, dict)} if isinstance(data, dict) else {}
@@ -181,7 +220,7 @@ def find_experiment_dir(experiment_id: str, experiment_dir: str | Path | None = 
         base = Path(experiment_dir).expanduser()
         candidates += [base, base / experiment_id]
     else:
-        entry = (registry if registry is not None else read_registry()).get(experiment_id)
+        entry = registry_entry(registry if registry is not None else read_registry(), experiment_id)
         if entry and entry.get("logDir"):
             candidates.append(Path(entry["logDir"]).expanduser() / experiment_id)
         candidates.append(nni_home() / experiment_id)
@@ -232,13 +271,13 @@ def read_experiment_db(experiment_dir: str | Path, experiment_id: str | None = N
             trial.parameter_id, trial.parameters = decode_parameters(data)
         if log_path:
             trial.log_path = log_path
-        if sequence_id is not None:
-            trial.sequence_id = int(sequence_id)
+        if as_int(sequence_id) is not None:
+            trial.sequence_id = as_int(sequence_id)
         if event in ("WAITING", "RUNNING") and trial.start_time is None:
             trial.start_time = timestamp
         if event in TERMINAL_STATUSES:
             trial.end_time = timestamp
-    metrics = [MetricRecord(trial_id=t, parameter_id=as_int(p), type=k, sequence=int(s or 0),
+    metrics = [MetricRecord(trial_id=t, parameter_id=as_int(p), type=k, sequence=as_int(s) or 0,
                             value=decode_metric(d), timestamp=ts)
                for ts, t, p, k, s, d in metric_rows]
     attach_metrics(trials, metrics)

@@ -40,11 +40,22 @@ import traceback
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+from nni_offpolicy.errors import UserError
 from nni_offpolicy.files.atomic import atomic_write_text
 
 logger = logging.getLogger("nni_offpolicy.trial")
 
 STANDALONE_OUTPUT = Path("runs") / "trial"
+
+
+def _environment_int(name: str) -> int:
+    """A whole number NNI sets in the trial's environment (0 when unset); one line naming it otherwise."""
+    text = os.environ.get(name) or "0"
+    try:
+        return int(text)
+    except ValueError:
+        raise UserError(f"{name}={text[:40]!r} in the trial's environment (NNI sets it) is not a whole number") \
+            from None
 
 
 def in_nni_trial() -> bool:
@@ -89,7 +100,7 @@ class TrialSession:
         self.in_nni = in_nni_trial()
         self.trial_id = os.environ.get("NNI_TRIAL_JOB_ID") or "STANDALONE"
         self.experiment_id = os.environ.get("NNI_EXP_ID") or "STANDALONE"
-        self.sequence_id = int(os.environ.get("NNI_TRIAL_SEQ_ID") or 0)
+        self.sequence_id = _environment_int("NNI_TRIAL_SEQ_ID")
         output = os.environ.get("NNI_OUTPUT_DIR") if self.in_nni else None
         self.output_dir = Path(output) if output else Path(standalone_output)
         self.parameters: dict[str, Any] = {}
@@ -122,9 +133,9 @@ class TrialSession:
                 self._record = assigned
                 nni.trial._params = assigned
                 parameters = assigned["parameters"]
-            if not isinstance(parameters, Mapping):
-                raise TypeError(f"expected a flat dict of parameters from the tuner, got {type(parameters).__name__}"
-                                f": {parameters!r}")
+            if not isinstance(parameters, Mapping) or not all(isinstance(k, str) for k in parameters):
+                raise UserError(f"the NNI tuner sent this trial {type(parameters).__name__} "
+                                f"{str(parameters)[:60]!r}, not a flat dict of setting: value")
             self.parameters = dict(parameters)
             self.parameter_id = self._record.get("parameter_id")
         self._channel = get_default_trial_command_channel()

@@ -218,8 +218,9 @@ def _nni_tensors(plan: NniPlan) -> tuple[Any, Any, Any, Any]:
     train, valid = search_split(data)
     need = (plan.warm_skip + plan.steps) * plan.batch_size
     if len(train) < need or len(valid) < need:
+        fewer = "a smaller --warm-skip" if plan.warm_skip > plan.steps else "fewer --steps"  # whichever is the excess
         raise UserError(f"{plan.dataset}: {len(train)}/{len(valid)} images per half, the NNI side needs {need} "
-                        f"({plan.warm_skip}+{plan.steps} steps of batch {plan.batch_size}); fewer --steps")
+                        f"({plan.warm_skip}+{plan.steps} steps of batch {plan.batch_size}); {fewer}")
     mean = torch.tensor(data.mean).view(1, -1, 1, 1)
     std = torch.tensor(data.std).view(1, -1, 1, 1)
 

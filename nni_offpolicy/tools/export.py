@@ -23,7 +23,8 @@ from typing import Any
 
 from nni_offpolicy.errors import UserError
 from nni_offpolicy.nni_glue.rest import RestError, find_running
-from nni_offpolicy.nni_glue.store import ExperimentData, TrialRecord, find_experiment_dir, read_experiment_db, read_registry
+from nni_offpolicy.nni_glue.store import (ExperimentData, TrialRecord, find_experiment_dir, read_experiment_db,
+                                          read_registry, registry_entry)
 
 EXPERIMENT_ID = re.compile(r"^[A-Za-z0-9_\-]{1,32}$")  # nni.experiment.management.is_valid_experiment_id
 ARCH_KEYS = ("genotype",)
@@ -40,8 +41,8 @@ def load_experiment(experiment_id: str, experiment_dir: str | None = None) -> Ex
             return client.read_experiment(experiment_id)
         except RestError:
             pass  # it stopped between the two calls: read the database instead
+    entry = registry_entry(registry, experiment_id)  # its fields checked: one line naming the registry
     found = find_experiment_dir(experiment_id, experiment_dir, registry)
-    entry = registry.get(experiment_id)
     if found is None and entry is not None and experiment_dir is None:
         where = Path(str(entry.get("logDir") or "~/nni-experiments")).expanduser() / experiment_id
         kind = ("; it ran without an NNI manager (a NAS experiment with a one-shot strategy), so its result is the "

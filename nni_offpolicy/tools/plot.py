@@ -410,6 +410,9 @@ def _check_output(path: str | os.PathLike) -> tuple[Path, str]:
                         f"allowed: {', '.join(FORMATS)}")
     parent = path.parent
     if not parent.is_dir():
+        there = next((p for p in (parent, *parent.parents) if os.path.lexists(p)), None)
+        if there is not None and not there.is_dir():  # existing_file.txt/x.png: not "does not exist"
+            raise UserError(f"cannot write {path}: {there} is a file, not a folder")
         raise UserError(f"cannot write {path}: folder {parent} does not exist")
     if path.is_dir():
         raise UserError(f"cannot write {path}: it is a folder")

@@ -5,13 +5,10 @@ Per-stage knobs are lists with one entry per stage; a scalar given for one of th
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
-
-import yaml
 
 from nni_offpolicy.errors import UserError
 from nni_offpolicy.parsing import coerce, field_types

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import ast
-import json
 import re
 from collections import namedtuple
 from pathlib import Path

@@ -16,7 +16,6 @@ every sample of every controller step.
 from __future__ import annotations
 
 import csv
-import json
 import math
 import re
 from dataclasses import dataclass, field

@@ -173,3 +173,18 @@ def test_a_retrain_checkpoint_holding_nothing_is_not_said_to_be_missing(cut_retr
     err = one_line_error(capsys, main(["retrain", *genotype, *flags, "-o", str(out), "--resume"]),
                          "not a retrain checkpoint")
     assert "does not exist" not in err
+
+
+def test_the_shared_cifar10_archive_is_identified_like_any_image_archive(tmp_path, monkeypatch):
+    """The nb201-proxy preset's dataset ``cifar10-jpeg`` is an archive load_dataset finds: a resume must notice a
+    replaced archive as it notices a changed ``imagefolder:``."""
+    from nni_offpolicy.data.images import local_cifar10_archive
+    from nni_offpolicy.errors import UserError
+    from nni_offpolicy.files.inputs import dataset_identity
+
+    try:
+        archive = local_cifar10_archive()
+    except UserError:
+        pytest.skip("no shared cifar10-jpeg archive here")
+    assert dataset_identity("cifar10-jpeg") == dataset_identity(f"imagefolder:{archive}") is not None
+    assert dataset_identity("digits") is None

@@ -54,8 +54,15 @@ def _metric_file(spec: str) -> Path | None:
 
 
 def dataset_identity(spec: str) -> str | None:
-    """An image folder's or archive's identity (path, size, modification times); None for the built-in datasets,
-    which their name (a setting) already identifies."""
+    """An image folder's or archive's identity (path, size, modification times; ``cifar10-jpeg`` is the archive
+    it names); None for the built-in datasets, which their name (a setting) already identifies."""
+    if spec == "cifar10-jpeg":  # the shared archive load_dataset finds: an image archive like any other
+        from nni_offpolicy.data.images import local_cifar10_archive
+
+        try:
+            spec = f"imagefolder:{local_cifar10_archive()}"
+        except UserError:  # not found: the run itself says so
+            return None
     if not spec.startswith("imagefolder:") or not spec[len("imagefolder:"):]:
         return None
     path = Path(spec[len("imagefolder:"):]).expanduser().resolve()

@@ -12,19 +12,20 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from nni_offpolicy.errors import UserError
 from nni_offpolicy.parsing import coerce, field_types
+from nni_offpolicy.search.registry import FINAL_PICKS, LEARNERS  # names only: no torch, no learner imported
 
 if TYPE_CHECKING:
     from search_spaces.families import Family
 
-# The spaces (search_spaces: NNI and torch) and the learners (torch) are imported where settings are validated,
-# not here: the CLI reads the presets to build --help, which must not wait seconds for torch and NNI.
+# The spaces (search_spaces: NNI and torch) are imported where settings are validated, not here: the CLI reads
+# the presets to build --help, which must not wait seconds for torch and NNI. Learner and pick names are checked
+# against their registries (search.registry), which import neither.
 
 BEHAVIOURS = ("uniform", "egreedy", "multinomial", "on-policy")
 WEIGHT_MODES = ("mixed", "path")
 IMPORTANCE = ("per-decision", "trajectory")
 PRECISIONS = ("auto", "fp32", "bf16")  # auto: bf16 autocast on CUDA, fp32 elsewhere
 CHANNELS_LAST = ("auto", "on", "off")  # auto: on for CUDA
-FINAL_PICKS = ("policy", "best-sampled", "zero-cost")
 ZERO_COST_SCORES = ("naswot",)  # kept in step with zero_cost.ZERO_COST_SCORES (a test checks)
 COMPILE_MODES = ("off", "ops")  # ops: torch.compile each candidate op module once per stage
 REWARD_SOURCES = ("supernet", "table")  # accuracy through the shared weights | looked up in a benchmark table
@@ -152,8 +153,6 @@ class SearchSettings:
         """Every inconsistency in one clear line, before any data is loaded or any training starts."""
         from search_spaces.families import get_family
         from search_spaces.presets import SPACE_PRESETS, initial_edge_ops, space_preset
-
-        from nni_offpolicy.search.learners import LEARNERS  # how alpha learns: REINFORCE, DARTS gradient, not at all
 
         if self.space not in SPACE_PRESETS:
             raise UserError(f"unknown space {self.space!r}; allowed: {', '.join(SPACE_PRESETS)}")
@@ -317,7 +316,7 @@ class SearchSettings:
 
     def _validate_reward_source(self, family: Family) -> None:
         """The table reward source is read here, so a missing file or column stops before anything is written."""
-        from nni_offpolicy.search.learners import LEARNERS
+        from nni_offpolicy.search import learners  # noqa: F401 (fills LEARNERS' classes: learns_from_rewards)
 
         if self.reward_source not in REWARD_SOURCES:
             raise UserError(f"unknown reward_source {self.reward_source!r}; allowed: {', '.join(REWARD_SOURCES)}")

@@ -8,7 +8,8 @@ random with a generator of their own). The controller (``controller.py``) stays 
 knows nothing of learners. This mirrors NNI's one-shot strategies (DARTS, RandomOneShot, ENAS), which subclass
 one strategy rather than switch on a name.
 
-A new learner is one ``Learner`` subclass and one entry in ``LEARNERS``.
+A new learner is one ``Learner`` subclass and one entry in ``LEARNERS`` (``search.registry``, where settings check
+the name without importing this module).
 """
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 import torch.nn.functional as F
+
+from nni_offpolicy.search.registry import LEARNERS, fill
 
 if TYPE_CHECKING:  # annotations only: importing these here would tie the learners to the supernet's imports
     from nni_offpolicy.search.accel import Accel
@@ -125,7 +128,7 @@ class RandomSearch(Learner):
                                              {"derive": 1, "shrink": 2}[purpose])
 
 
-LEARNERS: dict[str, type[Learner]] = {"reinforce": Reinforce, "darts": FirstOrderDarts, "random": RandomSearch}
+fill(LEARNERS, [Reinforce, FirstOrderDarts, RandomSearch])  # LEARNERS: name -> class, kept in search.registry
 
 
 def make_learner(settings: "SearchSettings") -> Learner:

@@ -37,14 +37,14 @@ from nni_offpolicy.search.learners import make_learner
 from nni_offpolicy.files.inputs import check_resume_inputs, search_inputs
 from nni_offpolicy.files.locking import output_lock
 from nni_offpolicy.search.monitor import RunLogger, edge_tag, epoch_tag, update_tag
-from nni_offpolicy.search.progressive import arch_key, build_decisions, derivable, derive, sample_to_arch, shrink
+from nni_offpolicy.search.final_picks import Answer, make_final_pick
+from nni_offpolicy.search.progressive import arch_key, build_decisions, derive, sample_to_arch, shrink
 from nni_offpolicy.search.replicas import Replicas, check_devices, launch
 from nni_offpolicy.search.rewards import RewardModel, probe_metric
 from nni_offpolicy.files.run_folder import (GENOTYPE_FILE, FolderKind, check_resume_flags, check_run_folder,
                                            claim_run_folder, refuse_existing_run)
 from nni_offpolicy.search.checkpoint import CHECKPOINT, RESUME_KEYS, SearchCheckpoint, load_resume_state  # noqa: F401
 from nni_offpolicy.search.result import ResultBuilder
-from nni_offpolicy.search.space_cells import space_samples, within
 from nni_offpolicy.settings import SearchSettings
 from nni_offpolicy.search.supernet import Supernet
 
@@ -426,84 +426,12 @@ class ProgressiveSearch:
         return derive(self.family, run.edge_ops, run.controller.probabilities(), self.settings.max_skip_connect,
                       generator=self.learner.choice_generator(run.stage, "derive"), inputs=self.learner.inputs)
 
-    def final_sample(self, run: StageRun) -> tuple[dict[str, Any], float | None, list[dict[str, Any]]]:
-        """The search's answer, its accuracy on the ``eval_images`` where the pick measured it (None: not
-        measured yet) and, with ``final_pick=best-sampled``, how each candidate scored.
-
-        With "policy" it is the last stage's derivation. With "best-sampled" the policy's cell and the
-        ``final_candidates`` highest-mean-reward cells the last stage sampled are each scored again, on the
-        ``eval_images`` rather than one reward batch, with the same reward (accuracy x metric terms, the hard
-        budget), and the best wins (the policy's cell on a tie): a noisy reward batch picked the candidates, a
-        larger one decides between them. Sampled cells the derivation could not give (a DARTS cell with a
-        ``none`` input or too many skip-connects) are not candidates. With "zero-cost", ``zero_cost_pick``."""
-        s = self.settings
-        policy = self.greedy_sample(run)
-        if s.final_pick == "policy":
-            return policy, None, []
-        candidates = {arch_key(self.family, policy, s.nodes): policy}
-        sampled = [c for c in self.tracker.ranked_cells() if derivable(self.family, c["sample"], s.max_skip_connect)]
-        for cell in sampled[: s.final_candidates]:
-            candidates.setdefault(arch_key(self.family, cell["sample"], s.nodes), cell["sample"])
-        if s.final_pick == "zero-cost":
-            return self.zero_cost_pick(run, candidates)
-        scored = []
-        for key, sample in candidates.items():
-            scored.append(self.scored_candidate(run, key, sample, "policy" if not scored else "sampled"))
-        best = max(range(len(scored)), key=lambda i: (scored[i]["reward"], -i))
-        return scored[best]["sample"], scored[best]["valid_acc"], scored
-
-    def scored_candidate(self, run: StageRun, key: str, sample: dict, source: str) -> dict[str, Any]:
-        """A final candidate's record: its accuracy on the ``eval_images``, price, zero-cost score, reward."""
-        s = self.settings
-        accuracy = self.evaluate(run, sample)
-        metrics = self.rewards.metrics(sample_to_arch(self.family, sample, s.nodes), key)
-        out = {"sample": sample, "valid_acc": accuracy, "params_m": metrics["params_m"],
-               "reward": self.rewards.reward(accuracy / 100.0, metrics, s.stages - 1), "from": source}
-        if "zero_cost" in metrics:
-            out["zero_cost"] = metrics["zero_cost"]
-        return out
-
-    def zero_cost_pick(self, run: StageRun, candidates: dict[str, dict]) -> tuple[dict[str, Any], float, list]:
-        """``final_pick=zero-cost``: the cell with the best zero-cost score on its evaluation-size network
-        (``eval_layers`` x ``eval_channels``, the network it becomes; the reward's scorer is smaller because it
-        scores thousands of cells), within the hard budget where one is set (every cell over it: the cheapest),
-        over every cell of the last stage's space when it is small enough to score whole (``space_cells``), else
-        over ``candidates`` (the policy's cell first). Why: in the last stage of an NB201 search the cells left
-        are all of one kind, and there the supernet's accuracy ranks them at chance while NASWOT still orders
-        them (README, the final-pick rows). The record lists the policy's cell and the ``final_candidates``
-        best-scored cells, each with ``eval_zero_cost`` and its accuracy through the supernet for comparison;
-        the pick is the first of those after the policy's, unless the policy's own cell scored best."""
-        s = self.settings
-        policy_key = next(iter(candidates))  # final_sample puts the policy's cell first
-        space = self.pick_space or run.edge_ops  # an untrained last stage's space, else the last stage's own
-        pool = {key: sample for key, sample in candidates.items() if within(sample, space)}
-        for sample in space_samples(build_decisions(self.family, space)) or []:
-            if derivable(self.family, sample, s.max_skip_connect):
-                pool.setdefault(arch_key(self.family, sample, s.nodes), sample)
-        if not pool:  # a DARTS space too large to enumerate, none of whose candidates lie in the kept ops
-            pool = dict(candidates)
-        # the policy's cell is recorded even when the space does not hold it (a random learner's own draws)
-        cells = {policy_key: candidates[policy_key], **pool}
-        archs = {key: sample_to_arch(self.family, sample, s.nodes) for key, sample in cells.items()}
-        order = list(pool)  # the policy's cell first where it competes: it wins a tie
-        params = {key: self.rewards.price(archs[key])[0] / 1e6 for key in order}
-        fits = [k for k in order if s.size_budget is None or params[k] <= s.size_budget]
-        scores: dict[str, float] = {}
-        for key in tqdm(fits, desc="final pick: zero-cost scores at evaluation size", leave=False,
-                        disable=not bars_wanted(self.progress), file=sys.stderr, dynamic_ncols=True):
-            scores[key] = self.rewards.eval_zero_cost(archs[key], key)
-        ranked = sorted(fits, key=lambda k: -scores[k]) if fits else sorted(order, key=params.__getitem__)
-
-        def record(key: str, source: str) -> dict[str, Any]:
-            out = self.scored_candidate(run, key, cells[key], source)
-            # cached for every scored cell; the policy's may lie above a budget, and so be scored only here
-            out["eval_zero_cost"] = self.rewards.eval_zero_cost(archs[key], key)
-            return out
-
-        records = [record(policy_key, "policy, best zero-cost" if ranked[0] == policy_key else "policy")]
-        records += [record(key, "space") for key in ranked[: s.final_candidates] if key != policy_key]
-        best = records[0] if ranked[0] == policy_key else records[1]
-        return best["sample"], best["valid_acc"], records
+    def final_sample(self, run: StageRun) -> Answer:
+        """The search's answer as ``settings.final_pick`` picks it (``search.final_picks``): its sample, its
+        accuracy on the ``eval_images`` where the pick measured it (None: not measured yet) and how each
+        candidate scored. ``run``: the last trained stage; the space scored is an untrained last stage's, if
+        any (``finish_untrained``), else ``run``'s own."""
+        return make_final_pick(self).answer(run, self.pick_space or run.edge_ops)
 
     def end_of_epoch(self, run: StageRun, epoch: int, global_epoch: int, train_loss: float, train_acc: float,
                      rewards: list[float], seconds: float) -> dict[str, Any]:

@@ -38,7 +38,7 @@ from nni_offpolicy.files.inputs import check_resume_inputs, search_inputs
 from nni_offpolicy.files.locking import output_lock
 from nni_offpolicy.search.monitor import RunLogger, edge_tag, epoch_tag, update_tag
 from nni_offpolicy.search.final_picks import Answer, make_final_pick
-from nni_offpolicy.search.progressive import arch_key, build_decisions, derive, sample_to_arch, shrink
+from nni_offpolicy.search.progressive import arch_key, build_decisions, derive, sample_to_arch, shrink, stage_controller
 from nni_offpolicy.search.replicas import Replicas, check_devices, launch
 from nni_offpolicy.search.rewards import RewardModel, probe_metric
 from nni_offpolicy.files.run_folder import (GENOTYPE_FILE, FolderKind, check_resume_flags, check_run_folder,
@@ -47,18 +47,10 @@ from nni_offpolicy.search.checkpoint import CHECKPOINT, RESUME_KEYS, SearchCheck
 from nni_offpolicy.search.result import ResultBuilder
 from nni_offpolicy.settings import SearchSettings
 from nni_offpolicy.search.supernet import Supernet
+from nni_offpolicy.search.table_reward import TableScoring, table_search
 
 MONITOR_BATCHES = 10  # validation batches behind each epoch record's valid_acc/greedy_acc
 EpochCallback = Callable[[dict], None]
-
-
-def stage_controller(s: SearchSettings, family: str, edge_ops: dict, stage: int) -> OffPolicyController:
-    """A stage's fresh controller over its op lists (whatever scores the samples: supernet or table)."""
-    return OffPolicyController(
-        build_decisions(family, edge_ops), behaviour=s.behaviour, epsilon=s.epsilon,
-        temperature=s.temperature, lr=s.controller_lr, truncation=s.truncation, importance=s.importance,
-        baseline_decay=s.baseline_decay, entropy_weight=s.entropy_weight, replay_size=s.replay_size,
-        replay_samples=s.replay_samples, seed=s.seed * 1009 + stage)
 
 
 class StageRun:
@@ -511,6 +503,11 @@ class ProgressiveSearch:
         return ResultBuilder(self).build(run)
 
 
+class TableSearch(TableScoring, ProgressiveSearch):
+    """``ProgressiveSearch`` with a benchmark table as the accuracy term (``reward_source=table``,
+    ``search.table_reward``): no supernet, no data."""
+
+
 RUN_FILES = (CHECKPOINT, "metrics.jsonl", GENOTYPE_FILE, "cell.png")  # what a search leaves, tensorboard/ aside
 RUN_MARKERS = {CHECKPOINT: "resumable", GENOTYPE_FILE: "finished"}
 SEARCH_FOLDER = FolderKind("search", RUN_FILES, ("tensorboard",), RUN_MARKERS)  # see files/run_folder.py
@@ -569,9 +566,7 @@ def _run_locked(settings: SearchSettings, out: Path, resume: bool, on_epoch: Epo
     claim_run_folder(out, SEARCH_FOLDER, clear=not resume)
     show = settings.progress if progress is None else progress
     if table_source:
-        from nni_offpolicy.search.table_reward import table_search
-
-        doc = table_search(settings, out, resume_state, on_epoch, show, initial_ops)
+        doc = table_search(TableSearch, settings, out, resume_state, on_epoch, show, initial_ops)
     elif settings.devices > 1:
         doc = launch(_search_replica, settings.devices, device.type, on_epoch, settings, out, resume_state, show,
                      initial_ops, None)

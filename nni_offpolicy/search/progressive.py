@@ -6,14 +6,17 @@ controller's decisions; neither of them knows the other.
 from __future__ import annotations
 
 from itertools import combinations
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import torch
 
 from search_spaces.families import EdgeOpLists, get_family
 from search_spaces.genotypes import Architecture
 
-from nni_offpolicy.search.controller import Decision
+from nni_offpolicy.search.controller import Decision, OffPolicyController
+
+if TYPE_CHECKING:
+    from nni_offpolicy.settings import SearchSettings
 
 Probabilities = Mapping[str, Mapping[str, float]]  # label -> option -> probability (inputs as "i+j")
 INPUT_RULES = ("pair", "edge_strength")
@@ -31,6 +34,15 @@ def build_decisions(family: str, edge_ops: EdgeOpLists) -> list[Decision]:
             for j in nodes:
                 decisions.append(Decision(f"{kind}/input_{j}", tuple(combinations(range(j), 2)), "input"))
     return decisions
+
+
+def stage_controller(s: "SearchSettings", family: str, edge_ops: dict, stage: int) -> OffPolicyController:
+    """A stage's fresh controller over its op lists (whatever scores the samples: supernet or table)."""
+    return OffPolicyController(
+        build_decisions(family, edge_ops), behaviour=s.behaviour, epsilon=s.epsilon,
+        temperature=s.temperature, lr=s.controller_lr, truncation=s.truncation, importance=s.importance,
+        baseline_decay=s.baseline_decay, entropy_weight=s.entropy_weight, replay_size=s.replay_size,
+        replay_samples=s.replay_samples, seed=s.seed * 1009 + stage)
 
 
 def random_scores(probs: Probabilities, generator: torch.Generator) -> dict[str, dict[str, float]]:

@@ -20,18 +20,20 @@ import time
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from nni_offpolicy.files import checkpoint as ckpt
 from nni_offpolicy.search.monitor import RunLogger, update_tag
-from nni_offpolicy.search.progressive import arch_key, sample_to_arch
+from nni_offpolicy.search.progressive import arch_key, sample_to_arch, stage_controller
 from nni_offpolicy.search.replicas import Replicas
 from nni_offpolicy.search.rewards import RewardModel
-from nni_offpolicy.search.loop import EpochCallback, ProgressiveSearch, stage_controller
 from nni_offpolicy.settings import SearchSettings
 from nni_offpolicy.data.tables import open_table, reward_scale
+
+if TYPE_CHECKING:  # annotations only: the loop imports this module, never the other way round
+    from nni_offpolicy.search.loop import EpochCallback
 
 # Datasets whose shapes are fixed by definition (so their files, which may not be here, need not be read).
 KNOWN_SHAPES = {"cifar10": (50_000, 10, 3, 32), "cifar100": (50_000, 100, 3, 32)}
@@ -87,7 +89,7 @@ class TableStage:
 
     supernet = None
 
-    def __init__(self, search: "TableSearch", stage: int, edge_ops: dict):
+    def __init__(self, search: "TableScoring", stage: int, edge_ops: dict):
         self.stage, self.edge_ops = stage, edge_ops
         self.controller = stage_controller(search.settings, search.family, edge_ops, stage)
         self.op_rows = [row for row, d in enumerate(self.controller.decisions) if d.kind == "op"]
@@ -99,12 +101,18 @@ class TableStage:
         self.controller.load_state(state["controller"])
 
 
-class TableSearch(ProgressiveSearch):
-    """``ProgressiveSearch`` with the table as the accuracy term: the loop, stages, shrinking, derivation and
-    persistence are the base class's; what a step trains and how a cell is scored are not."""
+class TableScoring:
+    """What the table source changes in ``ProgressiveSearch``: the table as the accuracy term. ``search.loop``
+    mixes it in first (``loop.TableSearch``), so the loop, stages, shrinking, derivation and persistence stay the
+    search's; what a step trains and how a cell is scored are these. What they call of the search
+    (``init_run_state``, ``controller_step``, ``greedy_sample``, ``publish_epoch``, ``finish``) comes with the class
+    it is mixed into: this module never imports the loop."""
+
+    settings: SearchSettings
+    family: str
 
     def __init__(self, settings: SearchSettings, output_dir: Path, shape: DataShape,
-                 on_epoch: EpochCallback | None = None, progress: bool = True, initial_ops: dict | None = None):
+                 on_epoch: "EpochCallback | None" = None, progress: bool = True, initial_ops: dict | None = None):
         # not super().__init__: that loads batches onto a device for a supernet this search never builds
         self.settings, self.dir = settings, output_dir
         self.replicas = Replicas(torch.device("cpu"))
@@ -122,7 +130,7 @@ class TableSearch(ProgressiveSearch):
         self.init_run_state(on_epoch, progress)
         self._values: dict[str, float] = {}
 
-    def new_stage(self, stage: int, edge_ops: dict) -> TableStage:  # type: ignore[override]
+    def new_stage(self, stage: int, edge_ops: dict) -> TableStage:
         return TableStage(self, stage, edge_ops)
 
     def table_accuracy(self, sample: dict) -> float:
@@ -181,7 +189,7 @@ class TableSearch(ProgressiveSearch):
                   f"{greedy_acc:.2f}% greedy reward {record['greedy_reward']:.4f}", file=sys.stderr)
 
     def finish(self, run: Any) -> dict[str, Any]:
-        doc = super().finish(run)
+        doc = super().finish(run)  # type: ignore[misc]  (ProgressiveSearch.finish, after this in the MRO)
         doc.pop("valid_images", None)  # no validation images were used
         doc.update(reward_source="table", reward_table=str(self.table.path), reward_column=self.column,
                    reward_scale=self.scale,
@@ -190,9 +198,11 @@ class TableSearch(ProgressiveSearch):
         return doc
 
 
-def table_search(settings: SearchSettings, out: Path, resume_state: dict[str, Any] | None,
-                 on_epoch: EpochCallback | None, progress: bool, initial_ops: dict | None) -> dict[str, Any]:
-    """A whole search with the table reward source (``run_search`` calls it, so the outputs are the same)."""
+def table_search(search_class: type[TableScoring], settings: SearchSettings, out: Path,
+                 resume_state: dict[str, Any] | None, on_epoch: "EpochCallback | None", progress: bool,
+                 initial_ops: dict | None) -> dict[str, Any]:
+    """A whole search with the table reward source (``run_search`` calls it with ``loop.TableSearch``, so the
+    outputs are the same)."""
     # the controller's tensors are a few dozen numbers: more than one intra-op thread only makes them wait for
     # each other (ten times slower on a busy 2-core machine), so one unless the settings name more
     before = torch.get_num_threads()
@@ -200,7 +210,7 @@ def table_search(settings: SearchSettings, out: Path, resume_state: dict[str, An
     try:
         if resume_state is None:
             ckpt.seed_everything(settings.seed)
-        search = TableSearch(settings, out, data_shape(settings), on_epoch, progress, initial_ops)
+        search = search_class(settings, out, data_shape(settings), on_epoch, progress, initial_ops)
         return search.run(resume_state)
     finally:
         torch.set_num_threads(before)

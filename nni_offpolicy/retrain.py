@@ -96,8 +96,7 @@ class _Run:
 
     def __init__(self, settings: RetrainSettings, progress: bool):
         # search_spaces pulls in NNI (seconds): imported when a run starts, so the CLI parser stays light.
-        from search_spaces.families import architecture_to_json, get_family
-        from search_spaces.genotypes import load_architecture
+        from search_spaces.families import architecture_to_json, get_family, load_architecture
 
         from nni_offpolicy.data.images import BatchLoader, load_dataset, search_split
 

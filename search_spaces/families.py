@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 from nni.nas.nn.pytorch import ModelSpace
@@ -20,8 +21,10 @@ from torch import nn
 
 from .darts_cell import DartsCellSpace, edge_keys, reduction_layers
 from .eval_networks import NB201EvalNetwork, NetworkCIFAR
-from .genotypes import (PUBLISHED, Architecture, Genotype, GenotypeError, genotype_from_dict, genotype_to_dict,
-                        nb201_to_sample, sample_to_genotype, sample_to_nb201, validate_genotype)
+from .genotypes import (PUBLISHED, Architecture, Genotype, GenotypeError, _pick_entry, _read_json, _shown,
+                        genotype_from_dict, genotype_from_document, genotype_to_dict, is_existing_file_name,
+                        load_genotype, nb201_to_sample, parse_genotype, sample_to_genotype, sample_to_nb201,
+                        validate_genotype)
 from .nb201 import NB201Space, nb201_edge_keys
 from .ops import DARTS_OPS, NB201_OPS, EdgeOps, expand_ops
 
@@ -295,6 +298,45 @@ def get_family(name: str) -> Family:
     if name not in FAMILIES:
         raise UnknownFamilyError(f"unknown family {name!r}; allowed: {', '.join(FAMILIES)}")
     return FAMILIES[name]
+
+
+def load_architecture(spec: str, index: int | None = None) -> tuple[str, Architecture]:
+    """``("darts", Genotype)`` or ``("nb201", sample)`` from a built-in name, a ``Genotype(...)`` string, a
+    NAS-Bench-201 arch string (``|op~0|+...``), or a JSON file (a genotype, a search's genotype.json, or an
+    exported top-K list; ``index`` picks an entry). In files, a ``genotype`` that is an arch string is NB201."""
+    if not spec.strip():  # Path("") is the working directory: "Is a directory: '.'"
+        raise GenotypeError("no genotype given: name a built-in genotype, a JSON file, a Genotype(...) string or an "
+                            "arch string |op~0|+...")
+    if spec.lstrip().startswith("|"):
+        if index not in (None, 0):
+            raise GenotypeError(f"an arch string holds one architecture, so --index {index} is past the end")
+        return "nb201", nb201_to_sample(spec)
+    if spec.lstrip().startswith("Genotype("):  # pasted text, not a file: asking the file system first fails
+        if index not in (None, 0):              # with "File name too long" for a whole genotype
+            raise GenotypeError(f"a Genotype(...) string holds one architecture, so --index {index} is past the end")
+        return "darts", parse_genotype(spec)
+    path = Path(spec)
+    if is_existing_file_name(path) and spec not in PUBLISHED:
+        entry = _pick_entry(_read_json(path), index, spec)
+        arch = entry.get("genotype") if isinstance(entry, dict) else entry
+        family = entry.get("family") if isinstance(entry, dict) else None
+        if family is not None:  # a search's genotype.json or an exported entry says what it holds: honour it
+            if family not in FAMILIES:
+                raise GenotypeError(f"{spec}: family {_shown(family)} is not one of {', '.join(FAMILIES)}")
+            if isinstance(arch, str) and arch.lstrip().startswith("{"):  # json.dumps(...), as trials report it
+                from nni_offpolicy.files.reading import parse_json
+
+                arch = parse_json(arch, spec)
+            elif isinstance(arch, str) and arch.lstrip().startswith("Genotype("):
+                arch = parse_genotype(arch)
+            try:
+                return family, FAMILIES[family].normalise(arch)
+            except GenotypeError as exc:
+                raise GenotypeError(f"{spec}: its family is {family}, but its genotype is not one ({exc})") from None
+        if isinstance(arch, str) and arch.lstrip().startswith("|"):
+            return "nb201", nb201_to_sample(arch)
+        return "darts", genotype_from_document(entry, None, spec)
+    return "darts", load_genotype(spec, index)
 
 
 def family_of_space(space: Any) -> Family | None:

@@ -324,47 +324,6 @@ Architecture = Union[Genotype, dict]
 """A DARTS-family ``Genotype`` or a NAS-Bench-201 sample ``{'cell/op_j_i': op}``."""
 
 
-def load_architecture(spec: str, index: int | None = None) -> tuple[str, Architecture]:
-    """``("darts", Genotype)`` or ``("nb201", sample)`` from a built-in name, a ``Genotype(...)`` string, a
-    NAS-Bench-201 arch string (``|op~0|+...``), or a JSON file (a genotype, a search's genotype.json, or an
-    exported top-K list; ``index`` picks an entry). In files, a ``genotype`` that is an arch string is NB201."""
-    if not spec.strip():  # Path("") is the working directory: "Is a directory: '.'"
-        raise GenotypeError("no genotype given: name a built-in genotype, a JSON file, a Genotype(...) string or an "
-                            "arch string |op~0|+...")
-    if spec.lstrip().startswith("|"):
-        if index not in (None, 0):
-            raise GenotypeError(f"an arch string holds one architecture, so --index {index} is past the end")
-        return "nb201", nb201_to_sample(spec)
-    if spec.lstrip().startswith("Genotype("):  # pasted text, not a file: asking the file system first fails
-        if index not in (None, 0):              # with "File name too long" for a whole genotype
-            raise GenotypeError(f"a Genotype(...) string holds one architecture, so --index {index} is past the end")
-        return "darts", parse_genotype(spec)
-    path = Path(spec)
-    if is_existing_file_name(path) and spec not in PUBLISHED:
-        entry = _pick_entry(_read_json(path), index, spec)
-        arch = entry.get("genotype") if isinstance(entry, dict) else entry
-        family = entry.get("family") if isinstance(entry, dict) else None
-        if family is not None:  # a search's genotype.json or an exported entry says what it holds: honour it
-            from .families import FAMILIES
-
-            if family not in FAMILIES:
-                raise GenotypeError(f"{spec}: family {_shown(family)} is not one of {', '.join(FAMILIES)}")
-            if isinstance(arch, str) and arch.lstrip().startswith("{"):  # json.dumps(...), as trials report it
-                from nni_offpolicy.files.reading import parse_json
-
-                arch = parse_json(arch, spec)
-            elif isinstance(arch, str) and arch.lstrip().startswith("Genotype("):
-                arch = parse_genotype(arch)
-            try:
-                return family, FAMILIES[family].normalise(arch)
-            except GenotypeError as exc:
-                raise GenotypeError(f"{spec}: its family is {family}, but its genotype is not one ({exc})") from None
-        if isinstance(arch, str) and arch.lstrip().startswith("|"):
-            return "nb201", nb201_to_sample(arch)
-        return "darts", genotype_from_document(entry, None, spec)
-    return "darts", load_genotype(spec, index)
-
-
 def is_existing_file_name(path: Path) -> bool:
     """``path.exists()``, False where the text cannot even be a file name (too long, a NUL byte)."""
     try:

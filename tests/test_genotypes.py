@@ -5,9 +5,10 @@ import json
 
 import pytest
 
+from search_spaces.families import load_architecture
 from search_spaces.genotypes import (PUBLISHED, Genotype, GenotypeError, genotype_to_dict, genotype_to_sample,
-                                     load_architecture, load_genotype, nb201_to_sample, parse_genotype,
-                                     sample_to_genotype, sample_to_nb201)
+                                     load_genotype, nb201_to_sample, parse_genotype, sample_to_genotype,
+                                     sample_to_nb201)
 from search_spaces.presets import build_space, initial_edge_ops
 
 

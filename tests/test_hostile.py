@@ -216,7 +216,8 @@ def test_checkpoint_holds_only_tensors_and_plain_values(finished_search):
 # ---------------------------------------------------------------------------------- 4. pasted Genotype(...) text
 def test_pasted_genotype_string_profiles_plots_and_names_a_retrain(tmp_path, capsys):
     from nni_offpolicy.commands.retrain import default_output_dir
-    from search_spaces.genotypes import PUBLISHED, load_architecture
+    from search_spaces.families import load_architecture
+    from search_spaces.genotypes import PUBLISHED
 
     text = str(PUBLISHED["pdarts"])
     assert len(text) > 255  # longer than a file name may be

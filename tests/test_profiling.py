@@ -10,7 +10,8 @@ import nni_offpolicy.profiling as profiling
 from nni_offpolicy.cli import main
 from nni_offpolicy.profiling import EvalCostModel, count_params, genotype_cost, profile_model
 from search_spaces import DARTS_OPS, NB201_OPS, PUBLISHED, Genotype, GenotypeError, NetworkCIFAR, build_op
-from search_spaces.genotypes import load_architecture, sample_to_nb201
+from search_spaces.families import load_architecture
+from search_spaces.genotypes import sample_to_nb201
 
 SMALL = dict(layers=8, channels=16)
 

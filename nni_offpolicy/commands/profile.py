@@ -5,7 +5,7 @@ import argparse
 import json
 from pathlib import Path
 
-from search_spaces.genotypes import PUBLISHED, load_architecture
+from search_spaces.genotypes import PUBLISHED
 
 from nni_offpolicy.errors import UserError
 
@@ -28,6 +28,8 @@ def load_spec(spec: str, index: int | None) -> tuple[str, object]:
     """``load_architecture`` with file-system errors (a folder, no permission) as one-line user errors."""
     if spec in PUBLISHED and index not in (None, 0):
         raise UserError(f"{spec} is one built-in genotype, so --index {index} is past the end")
+    from search_spaces.families import load_architecture  # NNI and torch: not while the parser is built
+
     try:
         return load_architecture(spec, index)
     except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:

@@ -9,7 +9,7 @@ final result; ``default`` is what the tuner optimised; higher is better unless `
                         "metrics": {final result without the genotype}, "genotype": <DARTS dict or NB201
                         arch string>, "family": "darts" | "nb201" | None}, ...]}
 
-``search_spaces.genotypes.load_architecture(file, index)`` reads this file (``--index`` picks the entry), so
+``search_spaces.families.load_architecture(file, index)`` reads this file (``--index`` picks the entry), so
 ``nni-offpolicy retrain --genotype top.json --index 1`` and the retrain experiment use it as is.
 """
 from __future__ import annotations

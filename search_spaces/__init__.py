@@ -1,6 +1,7 @@
 """DARTS-family and NAS-Bench-201 search spaces as NNI model spaces, their ops, genotypes and eval networks.
 
-Nothing here knows how a space is searched.
+Nothing here knows how a space is searched (nor imports the searcher: NNI's known-harmless import warnings are
+filtered by ``nni_offpolicy``'s import, nni_glue/harmless.py; a script that imports only this package sees them).
 
 The names below are imported on first use (PEP 562), not with the package: the spaces and ops import torch and
 NNI (seconds), and ``search_spaces.genotypes`` (built-in genotypes, genotype files) is read by commands that need
@@ -10,10 +11,6 @@ from __future__ import annotations
 
 import importlib
 from typing import Any
-
-from nni_offpolicy.nni_glue.harmless import install as _filter_harmless_messages
-
-_filter_harmless_messages()  # NNI's known-harmless import warnings, before any module here imports NNI
 
 _WHERE = {
     "DartsCellSpace": "darts_cell", "edge_keys": "darts_cell",

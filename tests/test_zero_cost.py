@@ -28,6 +28,41 @@ def test_naswot_is_the_log_determinant_of_the_code_agreement_kernel():
     assert naswot_score(nn.Sequential(nn.ReLU()), x) == pytest.approx(expected)
 
 
+def _naswot_two_products(network: nn.Module, images: torch.Tensor) -> float:
+    """The score as the paper writes it: K = C C^T + (1 - C)(1 - C)^T in float64, summed over the ReLUs."""
+    n, kernel = images.shape[0], torch.zeros(images.shape[0], images.shape[0], dtype=torch.float64)
+
+    def hook(module, inputs, output):
+        codes = (output.detach().reshape(n, -1) > 0).double()
+        kernel.add_(codes @ codes.t()).add_((1.0 - codes) @ (1.0 - codes).t())
+
+    handles = [m.register_forward_hook(hook) for m in network.modules() if isinstance(m, nn.ReLU)]
+    with torch.no_grad():
+        network.train()
+        network(images)
+    for handle in handles:
+        handle.remove()
+    return float(torch.linalg.slogdet(kernel)[1]) / n
+
+
+@pytest.mark.parametrize("family,arch", [("nb201", CONV), ("nb201", "|skip_connect~0|+|nor_conv_1x1~0|avg_pool_3x3~1|"
+                                                                    "+|none~0|nor_conv_3x3~1|skip_connect~2|"),
+                                         ("darts", "pdarts"), ("darts", "darts_v1")])
+def test_the_one_product_kernel_gives_the_papers_score_to_the_last_bit(family, arch):
+    """Breakage caught: the single float32 product (2 c_i.c_j - |c_i| - |c_j| + units) drifting from the two
+    float64 products it replaces (a rounding, a wrong diagonal or unit count), which would move every NASWOT
+    reward and zero-cost pick of the presets."""
+    from nni_offpolicy.profiling import build_eval_network
+    from search_spaces.genotypes import PUBLISHED
+
+    cell = PUBLISHED[arch] if family == "darts" else arch
+    for seed in range(2):
+        torch.manual_seed(seed)
+        network = build_eval_network(cell, family, layers=2, channels=8, num_classes=10, in_channels=3, input_size=16)
+        images = _images(24, seed)
+        assert naswot_score(network, images) == _naswot_two_products(network, images)
+
+
 def test_a_network_that_cannot_tell_images_apart_scores_zero():
     same = _images(1).expand(8, -1, -1, -1).contiguous()
     assert ZeroCostScorer("nb201", same, 1, 4, 10)(CONV, "conv") == 0.0

@@ -301,3 +301,76 @@ def test_the_cli_default_runs_every_variant():
     from nni_offpolicy.commands.ablate import VARIANT_NAMES
 
     assert VARIANT_NAMES == tuple(VARIANTS)
+
+
+# -------------------------------------------------- inputs that only the end of a grid reads, checked when planning
+# (issue 29 item 6: a size_budget no table cell meets, a retrain dataset that cannot load; before, both failed only
+# after every search had run)
+ALL_CONV_CELL = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+ONE_TINY_NB201_RUN = ["--space", "nb201", "--variants", "random", "--seeds", "0", *set_flags(TINY_TWO_STAGES)]
+
+
+def _one_line_exit_2_before_any_search(argv: list[str], out: Path, capsys) -> str:
+    code = main(["ablate", "--output", str(out), *argv])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, (code, err)
+    assert not out.exists(), sorted(p.relative_to(out) for p in out.rglob("*"))  # no search ran, nothing written
+    return err
+
+
+def test_a_size_budget_no_table_cell_meets_is_refused_before_the_first_search(tmp_path, capsys):
+    table = tmp_path / "convs.csv"
+    table.write_text(f"arch,acc\n{ALL_CONV_CELL},70\n")  # one cell, all convolutions: far above 1e-4 M params
+    err = _one_line_exit_2_before_any_search([*ONE_TINY_NB201_RUN, "--table", f"{table}:acc", "--set",
+                                              "size_budget=0.0001"], tmp_path / "out", capsys)
+    assert "size_budget" in err and "0.0001" in err and str(table) in err, err
+
+
+def test_a_size_budget_some_table_cell_meets_plans_with_its_optimum(tmp_path):
+    """The in-budget optimum is what the summary measures against: found when planning, at the runs' evaluation
+    size (digits: 8 px, 1 channel, 10 classes), and the same answer the rows are given later."""
+    table = tmp_path / "two.csv"
+    light = "|none~0|+|none~0|none~1|+|none~0|none~1|skip_connect~2|"
+    table.write_text(f"arch,acc\n{ALL_CONV_CELL},70\n{light},40\n")
+    overrides = {**TINY_TWO_STAGES, "size_budget": 0.01}
+    plan = plan_ablation(variants="random", seeds="0", overrides=overrides, output=tmp_path / "out", space="nb201",
+                         table=f"{table}:acc")
+    assert not (tmp_path / "out").exists()
+    [(_, answer)] = plan.budget_optima.items()
+    assert answer[0] == 40.0 and answer[2] == 1
+    assert plan.budget_eval_size == {"layers": 3, "channels": 4, "input_size": 8, "in_channels": 1,
+                                     "num_classes": 10}
+
+
+def _image_folder(root: Path, splits: bool) -> Path:
+    from PIL import Image
+
+    for split in (("train", "test") if splits else ("",)):
+        for cls in ("a", "b"):
+            folder = root / split / cls
+            folder.mkdir(parents=True)
+            Image.new("L", (8, 8), 10 if cls == "a" else 200).save(folder / "0.png")
+    return root
+
+
+@pytest.mark.parametrize("case,expected", [
+    ("missing-folder", "does not exist"),
+    ("no-test-split", "has no train/ and test/ folders, so split 'test' is not available"),
+    ("cifar-not-downloaded", "cifar10 files not found under"),
+])
+def test_a_retrain_dataset_that_cannot_load_is_refused_before_the_first_search(tmp_path, capsys, case, expected):
+    dataset = {"missing-folder": [f"dataset=imagefolder:{tmp_path / 'nowhere'}"],
+               "no-test-split": [f"dataset=imagefolder:{_image_folder(tmp_path / 'flat', splits=False)}"],
+               "cifar-not-downloaded": ["dataset=cifar10", f"data_dir={tmp_path / 'empty'}"]}[case]
+    flags = [f for item in dataset for f in ("--retrain-set", item)]
+    err = _one_line_exit_2_before_any_search([*ONE_TINY_NB201_RUN, "--retrain-epochs", "1", *flags],
+                                             tmp_path / "out", capsys)
+    assert expected in err, err
+    assert not (tmp_path / "empty").exists()  # nothing downloaded or created for the check
+
+
+def test_a_retrain_dataset_with_both_splits_plans(tmp_path):
+    folder = _image_folder(tmp_path / "split", splits=True)
+    plan = plan_ablation(variants="random", seeds="0", overrides=TINY_TWO_STAGES, output=tmp_path / "out",
+                         space="nb201", retrain_epochs=1, retrain_overrides={"dataset": f"imagefolder:{folder}"})
+    assert plan.retrain_epochs == 1 and not (tmp_path / "out").exists()

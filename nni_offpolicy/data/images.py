@@ -233,6 +233,92 @@ def load_dataset(spec: str, split: str = "train", data_dir: str | None = None, d
     raise UserError(f"dataset {spec!r} is not allowed: use {DATASETS_HELP}")
 
 
+def check_dataset(spec: str, splits: Iterable[str] = SPLITS, data_dir: str | None = None,
+                  download: bool = False) -> None:
+    """Raise the ``UserError`` that ``load_dataset`` would for each of ``splits``, without loading anything: the
+    files are there (torchvision's CIFAR files unless ``download``; an image folder or archive), an image folder has
+    the split (its cache says so, or its file names: train/ and test/ folders) and two classes or more. What only
+    decoding can tell (a broken image, mixed sizes) is left to the load. For a harness that loads a dataset only
+    after hours of other work (``ablate --retrain-epochs``)."""
+    splits = list(splits)
+    for split in splits:
+        if split not in SPLITS:
+            raise UserError(f"split {split!r} is not allowed: use one of {', '.join(SPLITS)}")
+    if spec.startswith("imagefolder:") and spec[len("imagefolder:"):]:
+        _check_imagefolder(spec[len("imagefolder:"):], splits)
+    elif spec == "cifar10-jpeg":
+        _check_imagefolder(str(local_cifar10_archive()), splits)
+    elif spec in ("cifar10", "cifar100"):
+        if download:
+            return  # fetched when loaded; whether the network answers is not known before
+        from torchvision import datasets
+
+        root = Path(data_dir).expanduser() if data_dir else _default_root() / "data"
+        cls = datasets.CIFAR10 if spec == "cifar10" else datasets.CIFAR100
+        names = [name for name, _ in (cls.train_list if "train" in splits else [])
+                 + (cls.test_list if "test" in splits else [])] + [cls.meta["filename"]]
+        missing = [name for name in names if not (root / cls.base_folder / name).is_file()]
+        if missing:
+            raise UserError(f"{spec} files not found under {root}: pass --download (needs internet) or use "
+                            f"imagefolder:PATH with a local copy ({root / cls.base_folder / missing[0]} is missing)")
+    elif spec != "digits":
+        raise UserError(f"dataset {spec!r} is not allowed: use {DATASETS_HELP}")
+
+
+def _check_imagefolder(path_text: str, splits: list[str]) -> None:
+    source = Path(path_text).expanduser().resolve()
+    if not source.exists():
+        raise UserError(f"imagefolder path {path_text} does not exist")
+    if not source.is_dir() and not _is_archive(source):
+        raise UserError(f"imagefolder path {path_text} is not allowed: use a directory or a "
+                        f"{'/'.join(ARCHIVE_SUFFIXES)} archive")
+    cached = _cached_layout(source)  # any decoded copy of this version of the source, whatever its image size
+    if cached is not None:
+        classes, has_test = cached
+    else:  # the names alone: a directory's walk, an archive's member list (read, not decoded)
+        if source.is_dir():
+            rels = [p.relative_to(source).as_posix() for p in source.rglob("*") if p.is_file()]
+        else:
+            try:
+                with tarfile.open(source, mode="r|*") as tar:
+                    rels = [_member_name(m.name) for m in tar if m.isfile()]
+            except (tarfile.TarError, OSError) as exc:
+                raise UserError(f"cannot read archive {source}: {exc}") from None
+        prefix, has_test = _layout([r for r in rels if _is_image_name(r)])
+        names = [r.split("/")[len(prefix):] for r in rels if _is_image_name(r)]
+        classes = sorted({p[1] for p in names if len(p) >= 3 and p[0] == "train"} if has_test
+                         else {p[0] for p in names if len(p) >= 2})
+        if not classes:
+            raise UserError(f"no images in class folders under {source}: expected CLASS/IMAGE or train/CLASS/IMAGE "
+                            f"(extensions {', '.join(IMAGE_EXTENSIONS)})")
+    if len(classes) < 2:
+        raise UserError(f"imagefolder {path_text} holds one class ({classes[0]}): a classifier needs at "
+                        f"least two class folders (CLASS/IMAGE or train/CLASS/IMAGE)")
+    if "test" in splits and not has_test:
+        raise UserError(f"imagefolder {path_text} has no train/ and test/ folders, so split 'test' is not "
+                        f"available: use split 'train' (and search_split for validation)")
+
+
+def _member_name(name: str) -> str:
+    while name.startswith("./"):
+        name = name[2:]
+    return name
+
+
+def _cached_layout(source: Path, cache_dir: str | None = None) -> tuple[list[str], bool] | None:
+    """(classes, has a test split) from a cache of ``source`` as it is now (any image size), or None."""
+    plain = imagefolder_cache_path(source, cache_dir)
+    found = sorted(plain.parent.iterdir()) if plain.parent.is_dir() else []
+    for path in (p for p in found if p.name.startswith(plain.stem) and p.name.endswith(".npz")):
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                if int(npz["format"]) == _CACHE_FORMAT:
+                    return [str(c) for c in npz["classes"]], "test_images" in npz.files
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            continue
+    return None
+
+
 def resize_set(data: ImageSet, image_size: int | None) -> ImageSet:
     """``data`` with every image NxN (bilinear, antialiased when shrinking), its crop padding scaled as an image
     folder's is (an eighth of the side); unchanged when ``image_size`` is None or already the size."""
@@ -386,9 +472,7 @@ def _iter_archive(path: Path, image_size: int | None = None) -> Iterator[tuple[s
         try:
             with tarfile.open(fileobj=raw, mode="r|*") as tar:
                 for member in tar:
-                    rel = member.name
-                    while rel.startswith("./"):
-                        rel = rel[2:]
+                    rel = _member_name(member.name)
                     if member.isfile() and _is_image_name(rel):
                         handle = tar.extractfile(member)
                         if handle is not None:

@@ -247,8 +247,11 @@ def plan_ablation(preset: str = "demo", variants: str | Sequence[str] = tuple(VA
         plan.surrogate = _open_surrogate(plan, surrogate)
     for run in runs:
         _check_existing(run)
+    if plan.table is not None:
+        _check_budgets(plan)
     if retrain_epochs is not None:
         retrain_settings(plan, runs[0].settings, {"eval_size": {"input_size": 32}}, seeds[0], REFERENCE_GENOTYPE)
+        _check_retrain_data(plan)
         for run in runs:  # a finished search tells the retrain settings; unfinished ones are checked when run
             if (run.dir / GENOTYPE_FILE).exists():
                 doc = json.loads((run.dir / GENOTYPE_FILE).read_text())
@@ -351,6 +354,45 @@ def table_values(plan: Plan, doc: Mapping[str, Any], log: Log) -> dict[str, Any]
     return out
 
 
+def planned_eval_size(settings: SearchSettings) -> dict[str, int]:
+    """The evaluation size a run's genotype.json will record (``eval_size``), from its settings and the dataset's
+    shape (read without loading CIFAR; the other datasets are loaded, as the search loads them)."""
+    from nni_offpolicy.search.table_reward import data_shape
+
+    shape = data_shape(settings)
+    return {"layers": settings.eval_layers, "channels": settings.eval_channels, "input_size": shape.input_size,
+            "in_channels": shape.in_channels, "num_classes": shape.num_classes}
+
+
+def _check_budgets(plan: Plan) -> None:
+    """With --table and a size_budget: the table's best cell within the budget at the runs' evaluation size,
+    found before the first search (``budget_optimum`` refuses a budget no cell meets) and kept for the rows."""
+    seen = set()
+    for run in plan.runs:
+        s = run.settings
+        what = (s.size_budget, s.dataset, s.data_dir, s.download, s.image_size, s.eval_layers, s.eval_channels)
+        if s.size_budget is not None and what not in seen:
+            seen.add(what)
+            plan.budget_eval_size = planned_eval_size(s)
+            budget_optimum(plan, float(s.size_budget), plan.budget_eval_size)
+
+
+def _check_retrain_data(plan: Plan) -> None:
+    """Every dataset the retrains will load (the search's, or --retrain-set's) is there with a train and a test
+    split: checked on its files and names before the first search, not after the last."""
+    from nni_offpolicy.data.images import check_dataset
+
+    seen = set()
+    for run in plan.runs:
+        r = retrain_settings(plan, run.settings, {"eval_size": {"input_size": 32}}, run.seed, REFERENCE_GENOTYPE)
+        if (r.dataset, r.data_dir, r.download) not in seen:
+            seen.add((r.dataset, r.data_dir, r.download))
+            try:
+                check_dataset(r.dataset, ("train", "test"), data_dir=r.data_dir, download=r.download)
+            except UserError as exc:
+                raise UserError(f"--retrain-epochs: the retrain's dataset cannot be loaded: {exc}") from None
+
+
 def budget_optimum(plan: Plan, budget_m: float, eval_size: Mapping[str, int]) -> tuple[float, str, int]:
     """The table's best cell among those whose parameters at the runs' evaluation size are within ``budget_m``
     (M), the cell and how many cells qualify: what a hard-budget search is measured against. Every cell is
@@ -360,7 +402,13 @@ def budget_optimum(plan: Plan, budget_m: float, eval_size: Mapping[str, int]) ->
         model = EvalCostModel(plan.family, layers=eval_size["layers"], channels=eval_size["channels"],
                               num_classes=eval_size["num_classes"], in_channels=eval_size["in_channels"],
                               input_size=eval_size["input_size"])
-        within = np.array([model.cost(arch)[0] / 1e6 <= budget_m + 1e-12 for arch in plan.table.archs])
+        params_m = np.array([model.cost(arch)[0] / 1e6 for arch in plan.table.archs])
+        within = params_m <= budget_m + 1e-12
+        if not within.any():
+            raise UserError(f"--table: no cell of {plan.table.path} is within size_budget={budget_m:g} M params at "
+                            f"the runs' evaluation size ({eval_size['layers']} cells, {eval_size['channels']} "
+                            f"channels, {eval_size['input_size']} px); its smallest has {params_m.min():.4g} M: "
+                            f"raise size_budget or leave it out")
         value, arch = plan.table.optimum(plan.table_column, among=within)
         plan.budget_optima[key] = (value, arch, int(within.sum()))
     return plan.budget_optima[key]

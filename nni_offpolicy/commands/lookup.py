@@ -8,7 +8,7 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from nni_offpolicy.errors import UserError
 from nni_offpolicy.files.run_folder import GENOTYPE_FILE
@@ -52,11 +52,7 @@ def cells_of(spec: str) -> list[tuple[str, str, str]]:
         raise UserError(f"file not found: {spec}")
     doc = _read_doc(path)
     if isinstance(doc, dict) and isinstance(doc.get("architectures"), list):
-        if not doc["architectures"]:
-            raise UserError(f"{path}: holds no architectures")
-        return [(str(path), f"#{entry.get('rank', k + 1)}" if isinstance(entry, dict) else f"#{k + 1}",
-                 _nb201(entry.get("genotype") if isinstance(entry, dict) else entry, f"{path} entry {k + 1}"))
-                for k, entry in enumerate(doc["architectures"])]
+        return _top_entries(path, doc["architectures"], _nb201)
     if isinstance(doc, dict) and "genotype" in doc:
         if not _has_tables(doc.get("family")):
             raise UserError(f"{path} holds a DARTS-family genotype (a search of the {doc.get('space')} space); "
@@ -71,6 +67,16 @@ def cells_of(spec: str) -> list[tuple[str, str, str]]:
     if isinstance(doc, dict) and "normal" in doc:
         raise UserError(f"{path} holds a DARTS-family genotype; {DARTS_HINT}")
     raise UserError(f"{path}: not a search's genotype.json, an exported top.json or an arch string")
+
+
+def _top_entries(path: Path, entries: list[Any], cell: Callable[[Any, str], Any]) -> list[tuple[str, str, Any]]:
+    """``(source, "#rank", cell)`` of each architecture of an exported top.json; ``cell`` reads one entry's
+    genotype as the lookup needs it (an NB201 arch string, a DARTS Genotype) or says why it cannot."""
+    if not entries:
+        raise UserError(f"{path}: holds no architectures")
+    return [(str(path), f"#{entry.get('rank', k + 1)}" if isinstance(entry, dict) else f"#{k + 1}",
+             cell(entry.get("genotype") if isinstance(entry, dict) else entry, f"{path} entry {k + 1}"))
+            for k, entry in enumerate(entries)]
 
 
 def _read_doc(path: Path) -> Any:
@@ -185,11 +191,7 @@ def darts_cells_of(spec: str) -> list[tuple[str, str, Any]]:
         raise UserError(f"file not found: {spec}")
     doc = _read_doc(path)
     if isinstance(doc, dict) and isinstance(doc.get("architectures"), list):
-        if not doc["architectures"]:
-            raise UserError(f"{path}: holds no architectures")
-        return [(str(path), f"#{entry.get('rank', k + 1)}" if isinstance(entry, dict) else f"#{k + 1}",
-                 _darts(entry.get("genotype") if isinstance(entry, dict) else entry, f"{path} entry {k + 1}"))
-                for k, entry in enumerate(doc["architectures"])]
+        return _top_entries(path, doc["architectures"], _darts)
     if isinstance(doc, dict) and "genotype" in doc:
         family = doc.get("family")
         if isinstance(family, str) and family in FAMILIES and FAMILIES[family].tables:

@@ -265,13 +265,19 @@ def check_dataset(spec: str, splits: Iterable[str] = SPLITS, data_dir: str | Non
         raise UserError(f"dataset {spec!r} is not allowed: use {DATASETS_HELP}")
 
 
-def _check_imagefolder(path_text: str, splits: list[str]) -> None:
+def _imagefolder_source(path_text: str) -> Path:
+    """The folder or archive an ``imagefolder:`` names, resolved; one line when it is missing or another kind."""
     source = Path(path_text).expanduser().resolve()
     if not source.exists():
         raise UserError(f"imagefolder path {path_text} does not exist")
     if not source.is_dir() and not _is_archive(source):
         raise UserError(f"imagefolder path {path_text} is not allowed: use a directory or a "
                         f"{'/'.join(ARCHIVE_SUFFIXES)} archive")
+    return source
+
+
+def _check_imagefolder(path_text: str, splits: list[str]) -> None:
+    source = _imagefolder_source(path_text)
     cached = _cached_layout(source)  # any decoded copy of this version of the source, whatever its image size
     if cached is not None:
         classes, has_test = cached
@@ -580,12 +586,7 @@ def _read_cache(path: Path, split: str) -> dict[str, np.ndarray] | None:
 def _load_imagefolder(path_text: str, split: str, cache_dir: str | None, image_size: int | None = None
                       ) -> ImageSet:
     """Any labelled image set on disk, decoded once; train/ and test/ folders give the splits."""
-    source = Path(path_text).expanduser().resolve()
-    if not source.exists():
-        raise UserError(f"imagefolder path {path_text} does not exist")
-    if not source.is_dir() and not _is_archive(source):
-        raise UserError(f"imagefolder path {path_text} is not allowed: use a directory or a "
-                        f"{'/'.join(ARCHIVE_SUFFIXES)} archive")
+    source = _imagefolder_source(path_text)
     cache = imagefolder_cache_path(source, cache_dir, image_size)
     cached = _read_cache(cache, split)
     if cached is None:

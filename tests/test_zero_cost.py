@@ -89,12 +89,13 @@ def test_score_is_a_function_of_the_cell_and_leaves_the_global_random_stream_alo
 def test_reward_multiplies_in_the_zero_cost_term():
     s = load_settings("demo", {"space": "nb201", "layers": "1,1,1", "ops_kept": "3,2,1", "zero_cost": "naswot",
                                "zero_cost_exponent": 4, "zero_cost_target": 10, "zero_cost_images": 16,
-                               "zero_cost_channels": 4, "eval_layers": 1, "eval_channels": 4})
+                               "zero_cost_channels": 4, "eval_layers": 1, "eval_channels": 4,
+                               "size_exponent": -0.1, "size_abs_penalty": 0})
     model = RewardModel(s, "nb201", 10, 3, 16, probe_images=_images())
     from search_spaces.genotypes import nb201_to_sample
 
     metrics = model.metrics(nb201_to_sample(CONV), CONV)
-    size_term = (metrics["params_m"] / 0.3) ** -0.1  # the demo preset's size term stays in
+    size_term = (metrics["params_m"] / 0.3) ** -0.1  # a size term beside it stays in
     assert model.reward(0.5, metrics, 0) == pytest.approx(0.5 * size_term * (metrics["zero_cost"] / 10) ** 4)
 
 

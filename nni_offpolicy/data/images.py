@@ -406,16 +406,24 @@ def _is_image_name(rel: str) -> bool:
     return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
 
 
+def folder_stats(path: Path) -> tuple[int, int, int]:
+    """Files under ``path`` (every depth), their bytes, the newest modification (ns): what tells a changed image
+    folder, since adding an image deep inside does not change the top folder's mtime. The decoding cache and a
+    resume's input check (files/inputs.py) both identify a folder by it."""
+    count, size, mtime = 0, 0, 0
+    for dirpath, _, files in os.walk(path):
+        for name in files:
+            st = os.stat(os.path.join(dirpath, name))
+            count, size, mtime = count + 1, size + st.st_size, max(mtime, st.st_mtime_ns)
+    return count, size, mtime
+
+
 def _source_fingerprint(path: Path) -> str:
     """Absolute path + size + mtime: a changed source gets a new cache entry. A directory's fingerprint covers
-    every file under it, because adding an image deep inside does not change the top folder's mtime."""
+    every file under it (``folder_stats``)."""
     parts = [f"v{_CACHE_FORMAT}", str(path)]
     if path.is_dir():
-        count, size, mtime = 0, 0, 0
-        for dirpath, _, files in os.walk(path):
-            for name in files:
-                st = os.stat(os.path.join(dirpath, name))
-                count, size, mtime = count + 1, size + st.st_size, max(mtime, st.st_mtime_ns)
+        count, size, mtime = folder_stats(path)
         parts += [f"dir:{count}", str(size), str(mtime)]
     else:
         st = path.stat()

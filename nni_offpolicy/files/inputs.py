@@ -67,11 +67,9 @@ def dataset_identity(spec: str) -> str | None:
         return None
     path = Path(spec[len("imagefolder:"):]).expanduser().resolve()
     if path.is_dir():
-        count, size, mtime = 0, 0, 0
-        for folder, _, files in os.walk(path):
-            for name in files:
-                st = os.stat(os.path.join(folder, name))
-                count, size, mtime = count + 1, size + st.st_size, max(mtime, st.st_mtime_ns)
+        from nni_offpolicy.data.images import folder_stats
+
+        count, size, mtime = folder_stats(path)
         return f"{path}: {count} files, {size} bytes, newest {mtime}"
     if path.is_file():
         st = path.stat()

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 from nni_offpolicy.errors import UserError
 from nni_offpolicy.parsing import coerce, field_types
 from nni_offpolicy.search.registry import FINAL_PICKS, LEARNERS  # names only: no torch, no learner imported
+from nni_offpolicy.search.zero_cost_names import ZERO_COST_SCORES, components  # names only: no torch
 
 if TYPE_CHECKING:
     from search_spaces.families import Family
@@ -26,7 +27,6 @@ WEIGHT_MODES = ("mixed", "path")
 IMPORTANCE = ("per-decision", "trajectory")
 PRECISIONS = ("auto", "fp32", "bf16")  # auto: bf16 autocast on CUDA, fp32 elsewhere
 CHANNELS_LAST = ("auto", "on", "off")  # auto: on for CUDA
-ZERO_COST_SCORES = ("naswot",)  # kept in step with zero_cost.ZERO_COST_SCORES (a test checks)
 COMPILE_MODES = ("off", "ops")  # ops: torch.compile each candidate op module once per stage
 REWARD_SOURCES = ("supernet", "table")  # accuracy through the shared weights | looked up in a benchmark table
 # How to compute, not what: the settings a resume may change (a search from its checkpoint, an ablation grid
@@ -101,7 +101,7 @@ class SearchSettings:
     metric_exponent: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
     # zero-cost term: (score of the cell's untrained network / target) ^ exponent, per stage (see zero_cost.py);
     # one entry by default, so it broadcasts to however many stages a search has
-    zero_cost: str | None = None  # None (off) | naswot
+    zero_cost: str | None = None  # None (off) | a score of zero_cost_names | ens:a+b[+c...]
     zero_cost_target: list[float] = field(default_factory=lambda: [10.0])
     zero_cost_exponent: list[float] = field(default_factory=lambda: [0.0])
     zero_cost_layers: int | None = None  # cells (per stack, nb201) of the network scored; None: stage 1's layers
@@ -192,8 +192,11 @@ class SearchSettings:
         if self.reward_batch % self.devices:
             raise UserError(f"reward_batch_size {self.reward_batch} does not split evenly over {self.devices} "
                             f"devices; use a multiple of {self.devices}")
-        if self.zero_cost is not None and self.zero_cost not in ZERO_COST_SCORES:
-            raise UserError(f"unknown zero_cost score {self.zero_cost!r}; allowed: none, {', '.join(ZERO_COST_SCORES)}")
+        if self.zero_cost is not None:
+            try:
+                components(self.zero_cost)  # a registered score or ens:a+b[+c...]
+            except ValueError as exc:
+                raise UserError(str(exc)) from None
         for name in ("zero_cost_layers", "zero_cost_channels", "zero_cost_images"):
             if getattr(self, name) is not None and not getattr(self, name) >= 1:
                 raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -212,7 +215,7 @@ class SearchSettings:
         if self.final_pick == "zero-cost" and self.zero_cost is None:
             raise UserError("final_pick=zero-cost ranks the last stage's cells by their zero-cost score, and "
                             f"zero_cost is none: set zero_cost={ZERO_COST_SCORES[0]} (allowed: "
-                            f"{', '.join(ZERO_COST_SCORES)}) or choose another final_pick")
+                            f"{', '.join(ZERO_COST_SCORES)} or an ens: of them) or choose another final_pick")
         if self.final_candidates < 1:
             raise UserError(f"final_candidates must be >= 1, got {self.final_candidates}")
         if self.size_budget is not None and not self.size_budget > 0:

@@ -119,9 +119,11 @@ class ZeroCostPick(FinalPick):
     every cell of the last stage's space when it is small enough to score whole (``space_cells``), else over the
     candidates (the policy's cell first). Why: in the last stage of an NB201 search the cells left are all of one
     kind, and there the supernet's accuracy ranks them at chance while NASWOT still orders them (README, the
-    final-pick rows). The record lists the policy's cell and the ``final_candidates`` best-scored cells, each with
-    ``eval_zero_cost`` and its accuracy through the supernet for comparison; the pick is the first of those after
-    the policy's, unless the policy's own cell scored best."""
+    final-pick rows). The competing cells are scored together (``ZeroCostScorer.score_set``): a single score
+    ranks by its value, an ensemble (``zero_cost=ens:...``) by each cell's mean rank among them. The record lists
+    the policy's cell and the ``final_candidates`` best-scored cells, each with ``eval_zero_cost`` (that value)
+    and its accuracy through the supernet for comparison; the pick is the first of those after the policy's,
+    unless the policy's own cell scored best."""
 
     name = "zero-cost"
 
@@ -141,16 +143,19 @@ class ZeroCostPick(FinalPick):
         order = list(pool)  # the policy's cell first where it competes: it wins a tie
         params = {key: search.rewards.price(archs[key])[0] / 1e6 for key in order}
         fits = [k for k in order if s.size_budget is None or params[k] <= s.size_budget]
-        scores: dict[str, float] = {}
-        for key in tqdm(fits, desc="final pick: zero-cost scores at evaluation size", leave=False,
-                        disable=not bars_wanted(search.progress), file=sys.stderr, dynamic_ncols=True):
-            scores[key] = search.rewards.eval_zero_cost(archs[key], key)
+        scorer = search.rewards.eval_zero_cost
+        # scored together: a single score's raw values, an ensemble's mean rank among the competing cells
+        scores = scorer.score_set({key: archs[key] for key in fits}, progress=lambda keys: tqdm(
+            keys, desc="final pick: zero-cost scores at evaluation size", leave=False,
+            disable=not bars_wanted(search.progress), file=sys.stderr, dynamic_ncols=True))
         ranked = sorted(fits, key=lambda k: -scores[k]) if fits else sorted(order, key=params.__getitem__)
 
         def record(key: str, source: str) -> dict[str, Any]:
             out = self.scored(run, key, cells[key], source)
-            # cached for every scored cell; the policy's may lie above a budget, and so be scored only here
-            out["eval_zero_cost"] = search.rewards.eval_zero_cost(archs[key], key)
+            # the policy's cell may lie above a budget, and so be scored only here: its value as if it competed
+            # (components are cached, so only its own are new)
+            out["eval_zero_cost"] = scores[key] if key in scores else scorer.score_set(
+                {**{k: archs[k] for k in fits}, key: archs[key]})[key]
             return out
 
         records = [record(policy_key, "policy, best zero-cost" if ranked[0] == policy_key else "policy")]

@@ -179,7 +179,8 @@ class ProgressiveSearch:
         # validation half over class-mixed, so each of these batches holds the split's classes in proportion.
         self.valid_batches = [(self.accel.prepare_input(x), y) for x, y in valid_loader.epoch(0)]
         self.rewards = RewardModel(settings, self.family, self.num_classes, self.in_channels, self.input_size,
-                                   probe_images=self.valid_batches[0][0])
+                                   probe_images=self.valid_batches[0][0], probe_labels=self.valid_batches[0][1],
+                                   reference_ops=initial_ops)
         self.init_run_state(on_epoch, progress)
         self.eval_batches = (len(self.valid_batches) if settings.eval_images is None else
                              min(len(self.valid_batches), -(-settings.eval_images // settings.reward_batch)))

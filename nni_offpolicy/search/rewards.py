@@ -19,6 +19,9 @@ from typing import Any, Callable
 
 import torch
 
+from search_spaces.families import EdgeOpLists
+from search_spaces.presets import initial_edge_ops
+
 from nni_offpolicy.errors import UserError
 from nni_offpolicy.profiling import EvalCostModel
 from nni_offpolicy.settings import SearchSettings
@@ -130,8 +133,11 @@ def zero_cost_probe_size(settings: SearchSettings) -> int:
 
 class RewardModel:
     def __init__(self, settings: SearchSettings, family: str, num_classes: int, in_channels: int, input_size: int,
-                 custom_metric: MetricFn | None = None, probe_images: torch.Tensor | None = None):
-        """``probe_images``: the batch a zero-cost score looks at (needed when ``settings.zero_cost`` is set)."""
+                 custom_metric: MetricFn | None = None, probe_images: torch.Tensor | None = None,
+                 probe_labels: torch.Tensor | None = None, reference_ops: EdgeOpLists | None = None):
+        """``probe_images`` and ``probe_labels``: the batch a zero-cost score looks at (the images are needed when
+        ``settings.zero_cost`` is set, the labels by the scores that take a loss). ``reference_ops``: the space an
+        ensemble's reference cells are drawn from (default the settings' space, whole)."""
         self.settings = settings
         self.family = family
         self.cost = EvalCostModel(family, layers=settings.eval_layers, channels=settings.eval_channels,
@@ -142,13 +148,16 @@ class RewardModel:
         if settings.zero_cost is not None:
             if probe_images is None:
                 raise ValueError("zero_cost needs probe_images")
-            images = probe_images[: zero_cost_probe_size(settings)]
-            self.zero_cost = ZeroCostScorer(family, images, settings.zero_cost_layers or settings.layers[0],
-                                            settings.zero_cost_channels, num_classes, score=settings.zero_cost)
+            size = zero_cost_probe_size(settings)
+            probe = dict(images=probe_images[:size], labels=None if probe_labels is None else probe_labels[:size],
+                         score=settings.zero_cost, nodes=settings.nodes,
+                         reference_ops=reference_ops or initial_edge_ops(settings.space, settings.nodes))
+            self.zero_cost = ZeroCostScorer(family, layers=settings.zero_cost_layers or settings.layers[0],
+                                            channels=settings.zero_cost_channels, num_classes=num_classes, **probe)
             # the final pick's scorer: the same score and images on the network the cell becomes, which a
             # reward scored thousands of times cannot afford and a pick over at most a space's cells can
-            self.eval_zero_cost = ZeroCostScorer(family, images, settings.eval_layers, settings.eval_channels,
-                                                 num_classes, score=settings.zero_cost)
+            self.eval_zero_cost = ZeroCostScorer(family, layers=settings.eval_layers, channels=settings.eval_channels,
+                                                 num_classes=num_classes, **probe)
 
     def price(self, arch: Any) -> tuple[int, int]:
         # Pricing builds modules lazily and module init draws from the global RNG; fork it so that how much

@@ -78,3 +78,20 @@ def test_no_two_modules_import_each_other():
     circles = sorted(f"{a} <-> {b}" for a, targets in graph.items() for b in targets
                      if a < b and a in graph.get(b, ()))
     assert not circles, "modules importing each other:\n" + "\n".join(circles)
+
+
+# Packages split by job (issue 28): each module may import only those listed before it. A new module of such a
+# package must be placed in its list.
+LAYERS = {
+    "nni_offpolicy.tools.ablate": ["variants", "plan", "judging", "retrains", "report", "grid"],
+}
+
+
+def test_split_packages_import_downwards_only():
+    graph = import_graph()
+    for package, order in LAYERS.items():
+        modules = {name for name in graph if name.startswith(package + ".")}
+        assert modules == {f"{package}.{m}" for m in order}, f"{package}: place every module in LAYERS"
+        upward = sorted(f"{a} -> {b}" for a in modules for b in graph[a] & modules
+                        if order.index(b.rpartition(".")[2]) >= order.index(a.rpartition(".")[2]))
+        assert not upward, f"{package}: modules importing their own layer or one above:\n" + "\n".join(upward)

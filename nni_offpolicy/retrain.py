@@ -98,7 +98,9 @@ class _Run:
         # search_spaces pulls in NNI (seconds): imported when a run starts, so the CLI parser stays light.
         from search_spaces.families import architecture_to_json, get_family, load_architecture
 
-        from nni_offpolicy.data.images import BatchLoader, load_dataset, search_split
+        from nni_offpolicy.data.batches import BatchLoader
+        from nni_offpolicy.data.datasets import load_dataset
+        from nni_offpolicy.data.split import search_split
 
         self.settings, self.progress = settings, progress
         # Everything that can fail on bad input happens here, before anything is written.

@@ -27,7 +27,9 @@ from scipy.stats import spearmanr
 
 import torch
 
-from nni_offpolicy.data.images import BatchLoader, load_dataset, search_split
+from nni_offpolicy.data.batches import BatchLoader
+from nni_offpolicy.data.datasets import load_dataset
+from nni_offpolicy.data.split import search_split
 from nni_offpolicy.data.tables import open_table
 from nni_offpolicy.files import checkpoint as ckpt
 from nni_offpolicy.profiling import EvalCostModel

@@ -22,7 +22,9 @@ from scipy.stats import kendalltau, spearmanr
 
 from search_spaces.families import get_family
 
-from nni_offpolicy.data.images import BatchLoader, load_dataset, search_split
+from nni_offpolicy.data.batches import BatchLoader
+from nni_offpolicy.data.datasets import load_dataset
+from nni_offpolicy.data.split import search_split
 from nni_offpolicy.data.tables import open_table
 
 

@@ -13,7 +13,9 @@ import pytest
 import torch
 from PIL import Image
 
-from nni_offpolicy.data.images import ImageSet, class_mixed_order, load_dataset, search_split
+from nni_offpolicy.data.datasets import load_dataset
+from nni_offpolicy.data.imageset import ImageSet
+from nni_offpolicy.data.split import class_mixed_order, search_split
 from nni_offpolicy.search.replicas import Replicas
 from nni_offpolicy.search.loop import MONITOR_BATCHES, ProgressiveSearch, run_search
 from nni_offpolicy.settings import load_settings

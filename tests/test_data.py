@@ -12,25 +12,20 @@ import torch
 import torchvision.transforms.functional as TF
 from PIL import Image
 
-import nni_offpolicy.data.images as data_mod
-from nni_offpolicy.data.images import (
-    DATASETS_HELP,
-    BatchLoader,
-    ImageSet,
-    crop_with_offsets,
-    cutout_with_centres,
-    flip_with_flags,
-    load_dataset,
-    search_split,
-    stable_permutation,
-)
+import nni_offpolicy.data.archive as archive_mod
+import nni_offpolicy.data.batches as batches_mod
+import nni_offpolicy.data.split as split_mod
+from nni_offpolicy.data.batches import BatchLoader, crop_with_offsets, cutout_with_centres, flip_with_flags
+from nni_offpolicy.data.datasets import DATASETS_HELP, load_dataset
+from nni_offpolicy.data.imageset import ImageSet
+from nni_offpolicy.data.split import search_split, stable_permutation
 from nni_offpolicy.errors import UserError
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
 # Reference augmentation, batch by batch (the loader draws a whole epoch up front; it must give these batches).
 def crop_flip(x: torch.Tensor, pad: int, flip: bool, generator: torch.Generator) -> torch.Tensor:
-    tops, lefts, flags = data_mod._draw_crop_flip(x.shape[0], pad, flip, generator)
+    tops, lefts, flags = batches_mod._draw_crop_flip(x.shape[0], pad, flip, generator)
     if tops is not None:
         x = crop_with_offsets(x, pad, tops, lefts)
     if flags is not None:
@@ -183,7 +178,7 @@ def test_imagefolder_directory_labels_and_cache(tmp_path, monkeypatch):
     def no_decoding(*args, **kwargs):
         raise AssertionError("decoded again instead of reading the cache")
 
-    monkeypatch.setattr(data_mod, "_decode", no_decoding)
+    monkeypatch.setattr(archive_mod, "_decode", no_decoding)
     again = load_dataset(f"imagefolder:{root}", "train", cache_dir=str(cache))
     assert torch.equal(again.images, train.images) and torch.equal(again.labels, train.labels)
     assert again.mean == train.mean
@@ -376,7 +371,7 @@ def test_loader_draws_the_epoch_up_front_exactly_as_batch_by_batch():
     data = indexed_set(45)
     for cutout, drop_last in ((0, True), (3, True), (2, False)):
         loader = BatchLoader(data, 8, cutout=cutout, seed=3, drop_last=drop_last)
-        generator = torch.Generator().manual_seed(data_mod._mix_seed(3, 2))
+        generator = torch.Generator().manual_seed(split_mod._mix_seed(3, 2))
         order = torch.randperm(len(data), generator=generator)
         expected = []
         for i in range(len(loader)):

@@ -178,7 +178,7 @@ def test_a_retrain_checkpoint_holding_nothing_is_not_said_to_be_missing(cut_retr
 def test_the_shared_cifar10_archive_is_identified_like_any_image_archive(tmp_path, monkeypatch):
     """The nb201-proxy preset's dataset ``cifar10-jpeg`` is an archive load_dataset finds: a resume must notice a
     replaced archive as it notices a changed ``imagefolder:``."""
-    from nni_offpolicy.data.images import local_cifar10_archive
+    from nni_offpolicy.data.datasets import local_cifar10_archive
     from nni_offpolicy.errors import UserError
     from nni_offpolicy.files.inputs import dataset_identity
 

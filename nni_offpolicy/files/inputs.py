@@ -57,7 +57,7 @@ def dataset_identity(spec: str) -> str | None:
     """An image folder's or archive's identity (path, size, modification times; ``cifar10-jpeg`` is the archive
     it names); None for the built-in datasets, which their name (a setting) already identifies."""
     if spec == "cifar10-jpeg":  # the shared archive load_dataset finds: an image archive like any other
-        from nni_offpolicy.data.images import local_cifar10_archive
+        from nni_offpolicy.data.datasets import local_cifar10_archive
 
         try:
             spec = f"imagefolder:{local_cifar10_archive()}"
@@ -67,7 +67,7 @@ def dataset_identity(spec: str) -> str | None:
         return None
     path = Path(spec[len("imagefolder:"):]).expanduser().resolve()
     if path.is_dir():
-        from nni_offpolicy.data.images import folder_stats
+        from nni_offpolicy.data.archive import folder_stats
 
         count, size, mtime = folder_stats(path)
         return f"{path}: {count} files, {size} bytes, newest {mtime}"

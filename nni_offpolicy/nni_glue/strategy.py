@@ -49,7 +49,8 @@ class SearchData(Evaluator):
         """Train a frozen model briefly and return its test accuracy (%), for NNI's multi-trial strategies."""
         import nni
 
-        from nni_offpolicy.data.images import BatchLoader, load_dataset
+        from nni_offpolicy.data.batches import BatchLoader
+        from nni_offpolicy.data.datasets import load_dataset
         from nni_offpolicy.search.devices import resolve_device
 
         device = resolve_device(self.device)

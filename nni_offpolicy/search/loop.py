@@ -30,7 +30,10 @@ from nni_offpolicy.search.accel import Accel, NonFiniteWatch, peak_memory_gb, re
 from nni_offpolicy.files.atomic import atomic_write_text, check_writable_folder
 from nni_offpolicy.search.controller import OffPolicyController
 from nni_offpolicy.console import bars_wanted
-from nni_offpolicy.data.images import BatchLoader, ImageSet, load_dataset, search_split, train_half_size
+from nni_offpolicy.data.batches import BatchLoader
+from nni_offpolicy.data.datasets import load_dataset
+from nni_offpolicy.data.imageset import ImageSet
+from nni_offpolicy.data.split import search_split, train_half_size
 from nni_offpolicy.search.devices import resolve_device
 from nni_offpolicy.errors import SearchDiverged, UserError  # noqa: F401 (SearchDiverged: also importable from here)
 from nni_offpolicy.search.learners import make_learner

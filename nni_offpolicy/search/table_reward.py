@@ -53,7 +53,7 @@ def data_shape(settings: SearchSettings) -> DataShape:
     if settings.dataset in KNOWN_SHAPES:
         shape = DataShape(*KNOWN_SHAPES[settings.dataset])
         return shape if settings.image_size is None else replace(shape, input_size=settings.image_size)
-    from nni_offpolicy.data.images import load_dataset
+    from nni_offpolicy.data.datasets import load_dataset
 
     data = load_dataset(settings.dataset, "train", data_dir=settings.data_dir, download=settings.download,
                         image_size=settings.image_size)

@@ -40,7 +40,8 @@ from search_spaces.presets import initial_edge_ops
 
 from nni_offpolicy.search.accel import resolve_precision
 from nni_offpolicy.files.atomic import atomic_write_text, check_writable_file, check_writable_folder
-from nni_offpolicy.data.images import load_dataset, local_cifar10_archive, search_split
+from nni_offpolicy.data.datasets import load_dataset, local_cifar10_archive
+from nni_offpolicy.data.split import search_split
 from nni_offpolicy.search.devices import resolve_device
 from nni_offpolicy.errors import UserError
 from nni_offpolicy.files.locking import output_lock

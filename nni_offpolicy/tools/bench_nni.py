@@ -212,7 +212,8 @@ def _nni_tensors(plan: NniPlan) -> tuple[Any, Any, Any, Any]:
     """The first images of our train and valid halves, as normalised float tensors (3 channels)."""
     import torch
 
-    from nni_offpolicy.data.images import load_dataset, search_split
+    from nni_offpolicy.data.datasets import load_dataset
+    from nni_offpolicy.data.split import search_split
 
     data = load_dataset(plan.dataset, "train")
     train, valid = search_split(data)

@@ -22,7 +22,7 @@ RETRAIN_RESERVED = {"genotype": "the harness", "index": "the harness", "seed": "
 def _check_retrain_data(plan: Plan) -> None:
     """Every dataset the retrains will load (the search's, or --retrain-set's) is there with a train and a test
     split: checked on its files and names before the first search, not after the last."""
-    from nni_offpolicy.data.images import check_dataset
+    from nni_offpolicy.data.datasets import check_dataset
 
     seen = set()
     for run in plan.runs:

@@ -356,3 +356,36 @@ def test_an_ensemble_picks_from_the_last_space_by_mean_rank(tmp_path):
     candidates = doc["final_candidates"]
     assert len(candidates) == 64 and all(0 < c["eval_zero_cost"] <= 1 for c in candidates)
     assert doc["sample"] == max(candidates, key=lambda c: c["eval_zero_cost"])["sample"]
+
+
+def test_the_study_script_prints_one_table_of_every_score(tmp_path):
+    """scripts/zero_cost_study.py on the embedded digits (about 10 s): one header and one row per score, the
+    same in --json, against a small table the test writes (tests make their own tables)."""
+    import json
+    import random
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    ops = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+    draw = random.Random(0)
+    rows = set()
+    while len(rows) < 40:
+        o = [draw.choice(ops) for _ in range(6)]
+        rows.add(f"|{o[0]}~0|+|{o[1]}~0|{o[2]}~1|+|{o[3]}~0|{o[4]}~1|{o[5]}~2|")
+    table = tmp_path / "small.csv"
+    table.write_text("arch,acc\n" + "".join(f"{arch},{draw.uniform(10, 45):.2f}\n" for arch in sorted(rows)))
+    scores = ["naswot", "synflow", "zico", "snip", "grad_norm", "jacob_cov", "params", "flops",
+              "ens:naswot+synflow+zico"]
+    out = subprocess.run([sys.executable, "scripts/zero_cost_study.py", "--table", str(table), "--data", "digits",
+                          "--cells", "20", "--seed", "1", "--scores", ",".join(scores), "--json",
+                          str(tmp_path / "study.json")], cwd=repo, capture_output=True, text=True, check=True).stdout
+    lines = out.strip().splitlines()
+    assert lines[0].startswith("20 cells of small.csv (acc) drawn with seed 1; the top 10 %: 2 cells")
+    assert lines[1].split()[:3] == ["score", "Spearman", "Kendall"]
+    assert [line.split()[0] for line in lines[2:]] == scores
+    doc = json.loads((tmp_path / "study.json").read_text())
+    assert [r["score"] for r in doc["rows"]] == scores
+    assert all(-1 <= r["spearman"] <= 1 and r["seconds_per_cell"] >= 0 for r in doc["rows"])
+    with pytest.raises(subprocess.CalledProcessError):  # a bad score name: argparse's one line, exit 2
+        subprocess.run([sys.executable, "scripts/zero_cost_study.py", "--table", str(table), "--scores", "nasbot"],
+                       cwd=repo, capture_output=True, check=True)

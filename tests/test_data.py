@@ -371,7 +371,7 @@ def test_loader_draws_the_epoch_up_front_exactly_as_batch_by_batch():
     data = indexed_set(45)
     for cutout, drop_last in ((0, True), (3, True), (2, False)):
         loader = BatchLoader(data, 8, cutout=cutout, seed=3, drop_last=drop_last)
-        generator = torch.Generator().manual_seed(split_mod._mix_seed(3, 2))
+        generator = torch.Generator().manual_seed(split_mod.mix_seed(3, 2))
         order = torch.randperm(len(data), generator=generator)
         expected = []
         for i in range(len(loader)):
@@ -407,3 +407,20 @@ def test_train_loader_augments_and_cuts_out_after_normalising():
     plain = normalize(marked.images[ym], marked.mean, marked.std)
     moved = [not torch.equal(xm[i], plain[i]) for i in range(64)]
     assert sum(moved) > 48
+
+
+def test_the_cifar10_archive_beside_the_repository_is_found_from_any_working_directory(tmp_path, monkeypatch):
+    """``shared/data`` beside the repository (where these machines keep it) is found wherever a user runs from.
+    The repository's place was once taken one folder too deep (the package's folder), which only went unnoticed
+    because runs started in the repository, whose parent is looked at anyway."""
+    import nni_offpolicy.data.datasets as datasets_mod
+    from nni_offpolicy.data.datasets import CIFAR10_ARCHIVE, local_cifar10_archive
+
+    expected = Path(datasets_mod.__file__).resolve().parents[2].parent / "shared" / "data" / CIFAR10_ARCHIVE
+    monkeypatch.chdir(tmp_path)
+    if expected.exists():
+        assert local_cifar10_archive() == expected
+    else:
+        with pytest.raises(UserError) as err:
+            local_cifar10_archive()
+        assert str(expected) in str(err.value)

@@ -13,9 +13,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from nni_offpolicy.data.archive import _check_imagefolder, _default_root, _load_imagefolder
+from nni_offpolicy.data.archive import check_imagefolder, default_root, load_imagefolder
 from nni_offpolicy.data.imageset import SPLITS, ImageSet, channel_stats
-from nni_offpolicy.data.split import _split_indices
+from nni_offpolicy.data.split import split_indices
 from nni_offpolicy.errors import UserError
 
 DATASETS_HELP = (
@@ -47,9 +47,9 @@ def load_dataset(spec: str, split: str = "train", data_dir: str | None = None, d
         raise UserError(f"image_size {image_size!r} is not allowed: use a positive number of pixels N (images "
                         f"become NxN) or none (their own size)")
     if spec.startswith("imagefolder:") and spec[len("imagefolder:"):]:
-        return _load_imagefolder(spec[len("imagefolder:"):], split, cache_dir, image_size)
+        return load_imagefolder(spec[len("imagefolder:"):], split, cache_dir, image_size)
     if spec == "cifar10-jpeg":
-        return _load_imagefolder(str(local_cifar10_archive()), split, cache_dir, image_size)
+        return load_imagefolder(str(local_cifar10_archive()), split, cache_dir, image_size)
     if spec == "digits":
         return resize_set(_load_digits(split), image_size)
     if spec in ("cifar10", "cifar100"):
@@ -69,15 +69,15 @@ def check_dataset(spec: str, splits: Iterable[str] = SPLITS, data_dir: str | Non
         if split not in SPLITS:
             raise UserError(f"split {split!r} is not allowed: use one of {', '.join(SPLITS)}")
     if spec.startswith("imagefolder:") and spec[len("imagefolder:"):]:
-        _check_imagefolder(spec[len("imagefolder:"):], splits)
+        check_imagefolder(spec[len("imagefolder:"):], splits)
     elif spec == "cifar10-jpeg":
-        _check_imagefolder(str(local_cifar10_archive()), splits)
+        check_imagefolder(str(local_cifar10_archive()), splits)
     elif spec in ("cifar10", "cifar100"):
         if download:
             return  # fetched when loaded; whether the network answers is not known before
         from torchvision import datasets
 
-        root = Path(data_dir).expanduser() if data_dir else _default_root() / "data"
+        root = Path(data_dir).expanduser() if data_dir else default_root() / "data"
         cls = datasets.CIFAR10 if spec == "cifar10" else datasets.CIFAR100
         names = [name for name, _ in (cls.train_list if "train" in splits else [])
                  + (cls.test_list if "test" in splits else [])] + [cls.meta["filename"]]
@@ -105,7 +105,7 @@ def local_cifar10_archive(roots: Iterable[Path] | None = None) -> Path:
     """The CIFAR-10 JPEG archive in ``shared/data`` next to or above the working directory or the repository
     (where these machines keep it), so presets and benchmarks run on it without a path; a clear error naming the
     places looked at otherwise."""
-    repo = Path(__file__).resolve().parent.parent
+    repo = Path(__file__).resolve().parents[2]  # nni_offpolicy/data/datasets.py -> the repository
     roots = list(roots) if roots is not None else [Path.cwd(), Path.cwd().parent, repo, repo.parent]
     tried = list(dict.fromkeys(root / "shared" / "data" / CIFAR10_ARCHIVE for root in roots))
     for path in tried:
@@ -124,7 +124,7 @@ def _load_digits(split: str) -> ImageSet:
     pixels = np.rint(bunch.images.astype(np.float64) * 255.0 / 16.0).clip(0, 255).astype(np.uint8)
     images = torch.from_numpy(pixels[:, None, :, :].copy())
     labels = torch.from_numpy(bunch.target.astype(np.int64))
-    train_idx, test_idx = _split_indices(len(labels), 0.8, seed=0)
+    train_idx, test_idx = split_indices(len(labels), 0.8, seed=0)
     mean, std = channel_stats(images[train_idx])
     idx = train_idx if split == "train" else test_idx
     return ImageSet(images=images[idx].contiguous(), labels=labels[idx].contiguous(),
@@ -137,7 +137,7 @@ def _load_cifar(spec: str, split: str, data_dir: str | None, download: bool) -> 
     download is a user error that names the offline alternative."""
     from torchvision import datasets
 
-    root = Path(data_dir).expanduser() if data_dir else _default_root() / "data"
+    root = Path(data_dir).expanduser() if data_dir else default_root() / "data"
     cls, mean, std = ((datasets.CIFAR10, CIFAR10_MEAN, CIFAR10_STD) if spec == "cifar10"
                       else (datasets.CIFAR100, CIFAR100_MEAN, CIFAR100_STD))
     try:

@@ -2,7 +2,7 @@
 Kept free of torch and NNI so that settings, retrain settings and the CLI helpers can all use it.
 
 ``coerce(what, value, hint)`` is the one way a setting's value becomes its dataclass field's type, for search
-settings (``settings.py``), retrain settings (``retrain.py``) and the ablation harness (``tools/ablate.py``) alike, so
+settings (``settings.py``), retrain settings (``retrain.py``) and the ablation harness (``tools/ablate/``) alike, so
 a bad value reads the same wherever it was given: ``<what>: expected an integer, got '1.5'``."""
 from __future__ import annotations
 

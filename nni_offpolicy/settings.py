@@ -45,7 +45,7 @@ class SearchSettings:
     data_dir: str | None = None
     download: bool = False
     # every image resized to image_size x image_size (an image folder's as it is decoded: shorter side, centre
-    # crop); None: the images' own size, which must then be one for all (data.images.load_dataset)
+    # crop); None: the images' own size, which must then be one for all (data.datasets.load_dataset)
     image_size: int | None = None
     train_portion: float = 0.5
     split_seed: int = 0

@@ -2,7 +2,7 @@
 their images decoded once into one ``.npz`` per source version and image size, and that cache read back.
 
 Why decoded once and cached: decoding 60k JPEGs takes tens of seconds; reading the cache takes well under one.
-The cache lives under ``_default_root()`` (``NNI_OFFPOLICY_CACHE``), which torchvision's files share.
+The cache lives under ``default_root()`` (``NNI_OFFPOLICY_CACHE``), which torchvision's files share.
 """
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def _imagefolder_source(path_text: str) -> Path:
     return source
 
 
-def _check_imagefolder(path_text: str, splits: list[str]) -> None:
+def check_imagefolder(path_text: str, splits: list[str]) -> None:
     source = _imagefolder_source(path_text)
     cached = _cached_layout(source)  # any decoded copy of this version of the source, whatever its image size
     if cached is not None:
@@ -88,7 +88,7 @@ def _cached_layout(source: Path, cache_dir: str | None = None) -> tuple[list[str
     return None
 
 
-def _default_root() -> Path:
+def default_root() -> Path:
     return Path(os.environ.get("NNI_OFFPOLICY_CACHE") or Path.home() / ".cache" / "nni-offpolicy")
 
 
@@ -129,7 +129,7 @@ def _source_fingerprint(path: Path) -> str:
 def imagefolder_cache_path(path: str | Path, cache_dir: str | None = None, image_size: int | None = None) -> Path:
     """Where the decoded copy of an imagefolder source lives (one ``.npz`` per source version and image size)."""
     src = Path(path).expanduser().resolve()
-    root = Path(cache_dir).expanduser() if cache_dir else _default_root()
+    root = Path(cache_dir).expanduser() if cache_dir else default_root()
     stem = src.name.split(".")[0] or "imagefolder"
     size = "" if image_size is None else f"-{image_size}px"
     return root / f"imagefolder-{stem}-{_source_fingerprint(src)}{size}.npz"
@@ -286,7 +286,7 @@ def _read_cache(path: Path, split: str) -> dict[str, np.ndarray] | None:
         return None
 
 
-def _load_imagefolder(path_text: str, split: str, cache_dir: str | None, image_size: int | None = None
+def load_imagefolder(path_text: str, split: str, cache_dir: str | None, image_size: int | None = None
                       ) -> ImageSet:
     """Any labelled image set on disk, decoded once; train/ and test/ folders give the splits."""
     source = _imagefolder_source(path_text)

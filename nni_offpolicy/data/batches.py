@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from nni_offpolicy.data.imageset import ImageSet
-from nni_offpolicy.data.split import _mix_seed
+from nni_offpolicy.data.split import mix_seed
 from nni_offpolicy.errors import UserError
 
 
@@ -106,7 +106,7 @@ class BatchLoader:
         Every random number of the epoch (order, crop offsets, flips, cutout centres) is drawn up front, in the
         order the batches use them, and reaches the device in one copy: a copy from host memory per batch would
         make the host wait for the GPU at every step."""
-        generator = torch.Generator().manual_seed(_mix_seed(self.seed, epoch))
+        generator = torch.Generator().manual_seed(mix_seed(self.seed, epoch))
         n, size = len(self.data), self.batch_size
         order = torch.randperm(n, generator=generator) if self.train else torch.arange(n)
         sizes = [min(size, n - i * size) for i in range(len(self))]

@@ -3,7 +3,7 @@ class-mixed order, and the hash-based permutations they rest on.
 
 Why hashes, not an RNG: a split must be a pure function of its inputs on any machine, OS, numpy or torch version,
 so a resumed or re-run search trains and validates on the same images; the batches' per-epoch seeds
-(``_mix_seed``) come from the same hash.
+(``mix_seed``) come from the same hash.
 """
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def stable_permutation(n: int, seed: int) -> np.ndarray:
     return np.argsort(hashes, kind="stable")
 
 
-def _mix_seed(seed: int, epoch: int) -> int:
+def mix_seed(seed: int, epoch: int) -> int:
     """One torch seed per (seed, epoch); hashed so neighbouring epochs/seeds get unrelated streams."""
     h = _splitmix64(np.array([(int(seed) * 0x9E3779B97F4A7C15 + int(epoch)) & _MASK64], dtype=np.uint64))[0]
     return int(h) & ((1 << 63) - 1)
@@ -46,7 +46,7 @@ def train_half_size(n: int, portion: float) -> int:
     return int(math.floor(portion * n))
 
 
-def _split_indices(n: int, portion: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def split_indices(n: int, portion: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     perm = stable_permutation(n, seed)
     cut = train_half_size(n, portion)
     first, second = np.sort(perm[:cut]), np.sort(perm[cut:])
@@ -87,7 +87,7 @@ def search_split(data: ImageSet, portion: float = 0.5, seed: int = 0) -> tuple[I
     split whatever order the dataset was stored in."""
     if not isinstance(portion, (int, float)) or not 0.0 < float(portion) < 1.0:
         raise UserError(f"train portion {portion!r} is not allowed: it must be strictly between 0 and 1")
-    first, second = _split_indices(len(data), float(portion), seed)
+    first, second = split_indices(len(data), float(portion), seed)
     if len(first) == 0 or len(second) == 0:
         raise UserError(f"train portion {portion} of {len(data)} images leaves one side empty: "
                         f"use a portion between {1 / len(data):.4g} and {1 - 1 / len(data):.4g}")

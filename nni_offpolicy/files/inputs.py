@@ -7,7 +7,7 @@ values changed under a resume derived 34.11 against 45.11). Each is recorded as 
 
 - the reward table and the metric module: the SHA-256 of the file's bytes;
 - an image folder or archive: its path, size and modification time (every file's, for a folder), as the decoded
-  cache is keyed (``data.images.imagefolder_cache_path``); hashing 60,000 JPEGs at every resume would cost more
+  cache is keyed (``data.archive.imagefolder_cache_path``); hashing 60,000 JPEGs at every resume would cost more
   than it guards.
 
 A checkpoint written before this (no ``inputs``) is resumed as before, unchecked.

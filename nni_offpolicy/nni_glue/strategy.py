@@ -33,7 +33,7 @@ _logger = logging.getLogger(__name__)
 
 
 class SearchData(Evaluator):
-    """Which data a search (or a multi-trial evaluation) uses; see ``nni_offpolicy.data.images.load_dataset``."""
+    """Which data a search (or a multi-trial evaluation) uses; see ``nni_offpolicy.data.datasets.load_dataset``."""
 
     def __init__(self, dataset: str = "digits", data_dir: str | None = None, download: bool = False,
                  train_portion: float = 0.5, split_seed: int = 0, epochs: int = 1, batch_size: int = 64,

@@ -20,11 +20,11 @@ from nni_offpolicy.files.run_folder import GENOTYPE_FILE, FolderKind, check_run_
 from nni_offpolicy.retrain import coerce_overrides
 from nni_offpolicy.search.loop import CHECKPOINT, run_search
 from nni_offpolicy.settings import SearchSettings, load_settings, resume_differences
-from nni_offpolicy.tools.ablate.judging import (_check_budgets, _open_surrogate, _open_table, last_trained_stage,
+from nni_offpolicy.tools.ablate.judging import (check_budgets, open_grid_surrogate, open_grid_table, last_trained_stage,
                                                 run_row, surrogate_values, table_values)
 from nni_offpolicy.tools.ablate.plan import Log, Plan, Run
 from nni_offpolicy.tools.ablate.report import write_outputs
-from nni_offpolicy.tools.ablate.retrains import (RETRAIN_RESERVED, _check_retrain, _check_retrain_data, _retrain,
+from nni_offpolicy.tools.ablate.retrains import (RETRAIN_RESERVED, check_retrain, check_retrain_data, retrain_cell,
                                                  retrain_settings)
 from nni_offpolicy.tools.ablate.variants import (REFERENCE_DIR, REFERENCE_GENOTYPE, RESERVED, VARIANTS, parse_seeds,
                                                  parse_variants, variant_overrides)
@@ -64,23 +64,23 @@ def plan_ablation(preset: str = "demo", variants: str | Sequence[str] = tuple(VA
     plan = Plan(preset, variants, seeds, output, runs, dict(overrides), epsilon, retrain_epochs,
                 retrain_overrides)
     if table is not None:
-        plan.table, plan.table_column = _open_table(plan, table)
+        plan.table, plan.table_column = open_grid_table(plan, table)
     if surrogate is not None:
-        plan.surrogate = _open_surrogate(plan, surrogate)
+        plan.surrogate = open_grid_surrogate(plan, surrogate)
     for run in runs:
         _check_existing(run)
     if plan.table is not None:
-        _check_budgets(plan)
+        check_budgets(plan)
     if retrain_epochs is not None:
         retrain_settings(plan, runs[0].settings, {"eval_size": {"input_size": 32}}, seeds[0], REFERENCE_GENOTYPE)
-        _check_retrain_data(plan)
+        check_retrain_data(plan)
         for run in runs:  # a finished search tells the retrain settings; unfinished ones are checked when run
             if (run.dir / GENOTYPE_FILE).exists():
                 doc = json.loads((run.dir / GENOTYPE_FILE).read_text())
-                _check_retrain(run.dir / "retrain", retrain_settings(plan, run.settings, doc, run.seed,
+                check_retrain(run.dir / "retrain", retrain_settings(plan, run.settings, doc, run.seed,
                                                                      str(run.dir / GENOTYPE_FILE)))
                 for seed in seeds:
-                    _check_retrain(output / REFERENCE_DIR / f"seed{seed}" / "retrain",
+                    check_retrain(output / REFERENCE_DIR / f"seed{seed}" / "retrain",
                                    retrain_settings(plan, run.settings, doc, seed, REFERENCE_GENOTYPE))
     return plan
 
@@ -182,7 +182,7 @@ def _run_ablation(plan: Plan, log: Log | None = None, jobs: int = 1) -> dict[str
             rows[-1].update(surrogate_values(plan, doc, log, run.name))
         if plan.retrain_epochs is not None:
             settings = retrain_settings(plan, run.settings, doc, run.seed, str(done))
-            result = _retrain(run.dir / "retrain", settings, log, run.name)
+            result = retrain_cell(run.dir / "retrain", settings, log, run.name)
             rows[-1]["retrain_test_acc"] = result["test_acc"]
             rows[-1]["retrain_params_m"] = result["params_m"]
     reference: list[dict[str, Any]] = []
@@ -191,7 +191,7 @@ def _run_ablation(plan: Plan, log: Log | None = None, jobs: int = 1) -> dict[str
             any_doc = json.loads((plan.runs[0].dir / GENOTYPE_FILE).read_text())
             for seed in plan.seeds:
                 settings = retrain_settings(plan, plan.runs[0].settings, any_doc, seed, genotype=REFERENCE_GENOTYPE)
-                result = _retrain(plan.output / REFERENCE_DIR / f"seed{seed}" / "retrain", settings, log,
+                result = retrain_cell(plan.output / REFERENCE_DIR / f"seed{seed}" / "retrain", settings, log,
                                   f"published P-DARTS seed {seed}")
                 reference.append({"genotype": REFERENCE_GENOTYPE, "seed": seed, "retrain_test_acc": result["test_acc"],
                                   "retrain_params_m": result["params_m"]})

@@ -21,7 +21,7 @@ from nni_offpolicy.settings import SearchSettings
 from nni_offpolicy.tools.ablate.plan import Log, Plan
 
 
-def _open_table(plan: Plan, spec: str) -> tuple[Any, str]:
+def open_grid_table(plan: Plan, spec: str) -> tuple[Any, str]:
     """The benchmark table and its one column, checked before anything runs."""
     if not get_family(plan.family).tables:
         raise UserError(f"--table: benchmark tables are NAS-Bench-201, but this grid searches the "
@@ -30,7 +30,7 @@ def _open_table(plan: Plan, spec: str) -> tuple[Any, str]:
     return table, table.single_column(column)
 
 
-def _open_surrogate(plan: Plan, spec: str) -> Any:
+def open_grid_surrogate(plan: Plan, spec: str) -> Any:
     """The NB301 surrogate, opened, checked and its random reference scored, before anything runs."""
     from nni_offpolicy.data.surrogate import NODES, open_surrogate
 
@@ -122,7 +122,7 @@ def planned_eval_size(settings: SearchSettings) -> dict[str, int]:
             "in_channels": shape.in_channels, "num_classes": shape.num_classes}
 
 
-def _check_budgets(plan: Plan) -> None:
+def check_budgets(plan: Plan) -> None:
     """With --table and a size_budget: the table's best cell within the budget at the runs' evaluation size,
     found before the first search (``budget_optimum`` refuses a budget no cell meets) and kept for the rows."""
     seen = set()

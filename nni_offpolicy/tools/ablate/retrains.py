@@ -19,7 +19,7 @@ RETRAIN_RESERVED = {"genotype": "the harness", "index": "the harness", "seed": "
                     "epochs": "--retrain-epochs"}
 
 
-def _check_retrain_data(plan: Plan) -> None:
+def check_retrain_data(plan: Plan) -> None:
     """Every dataset the retrains will load (the search's, or --retrain-set's) is there with a train and a test
     split: checked on its files and names before the first search, not after the last."""
     from nni_offpolicy.data.datasets import check_dataset
@@ -46,7 +46,7 @@ def retrain_settings(plan: Plan, search: SearchSettings, doc: Mapping[str, Any],
                            **{**base, **plan.retrain_overrides}).validate()
 
 
-def _check_retrain(out: Path, settings) -> None:
+def check_retrain(out: Path, settings) -> None:
     result = out / RESULT
     if not result.exists():
         return
@@ -56,9 +56,9 @@ def _check_retrain(out: Path, settings) -> None:
                         f"--retrain-epochs/--retrain-set, or another --output")
 
 
-def _retrain(out: Path, settings, log: Log, label: str) -> dict[str, Any]:
+def retrain_cell(out: Path, settings, log: Log, label: str) -> dict[str, Any]:
     if (out / RESULT).exists():
-        _check_retrain(out, settings)
+        check_retrain(out, settings)
         log(f"  retrain {label}: done already ({out / RESULT}), skipped")
         return json.loads((out / RESULT).read_text())
     result = run_retrain(settings, out, resume=(out / RETRAIN_CHECKPOINT).exists(), progress=False)

@@ -8,7 +8,8 @@ import pytest
 
 from nni_offpolicy.errors import UserError
 from nni_offpolicy.search.rewards import RewardModel
-from nni_offpolicy.search.loop import Tracker, run_search
+from nni_offpolicy.search.loop import run_search
+from nni_offpolicy.search.tracker import Tracker
 from nni_offpolicy.tools.ablate import run_row
 from nni_offpolicy.settings import load_settings
 

@@ -31,7 +31,7 @@ class PickSource(Protocol):
 
     settings: "SearchSettings"
     family: str
-    tracker: Any  # search.loop.Tracker: ranked_cells(), the last stage's sampled cells by mean reward
+    tracker: Any  # search.tracker.Tracker: ranked_cells(), the last stage's sampled cells by mean reward
     rewards: "RewardModel"
     progress: bool
 

@@ -10,10 +10,8 @@ killed search resumes at the last epoch boundary and ends exactly where the unin
 from __future__ import annotations
 
 import json
-import math
 import sys
 import time
-from collections import deque
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable
@@ -35,11 +33,12 @@ from nni_offpolicy.data.datasets import load_dataset
 from nni_offpolicy.data.imageset import ImageSet
 from nni_offpolicy.data.split import search_split, train_half_size
 from nni_offpolicy.search.devices import resolve_device
+from nni_offpolicy.search.divergence import DivergenceGuard
 from nni_offpolicy.errors import SearchDiverged, UserError  # noqa: F401 (SearchDiverged: also importable from here)
 from nni_offpolicy.search.learners import make_learner
 from nni_offpolicy.files.inputs import check_resume_inputs, search_inputs
 from nni_offpolicy.files.locking import output_lock
-from nni_offpolicy.search.monitor import RunLogger, edge_tag, epoch_tag, update_tag
+from nni_offpolicy.search.monitor import RunLogger, SilentLogger, epoch_tag, log_policy, update_tag
 from nni_offpolicy.search.final_picks import Answer, make_final_pick
 from nni_offpolicy.search.progressive import arch_key, build_decisions, derive, sample_to_arch, shrink, stage_controller
 from nni_offpolicy.search.replicas import Replicas, check_devices, launch
@@ -51,6 +50,8 @@ from nni_offpolicy.search.result import ResultBuilder
 from nni_offpolicy.settings import SearchSettings
 from nni_offpolicy.search.supernet import Supernet
 from nni_offpolicy.search.table_reward import TableScoring, table_search
+from nni_offpolicy.search.tracker import Tracker
+from nni_offpolicy.search.validation import Validation
 
 MONITOR_BATCHES = 10  # validation batches behind each epoch record's valid_acc/greedy_acc
 EpochCallback = Callable[[dict], None]
@@ -74,6 +75,19 @@ class StageRun:
                                                                     eta_min=s.lr_min)
         self.op_rows = [row for row, d in enumerate(self.controller.decisions) if d.kind == "op"]
 
+    def weight_step(self, x: torch.Tensor, y: torch.Tensor, accel: Accel, replicas: Replicas,
+                    grad_clip: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """One SGD step of the supernet's weights on (x, y) along the path or mixture already set; its logits
+        and loss (not synced: the caller watches them without waiting for the device)."""
+        logits = accel.forward(self.supernet, x)
+        loss = F.cross_entropy(logits, y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        replicas.average_gradients(self.optimizer.param_groups[0]["params"])
+        torch.nn.utils.clip_grad_norm_(self.supernet.parameters(), grad_clip)
+        self.optimizer.step()
+        return logits, loss
+
     def mixed_weights(self, device: torch.device) -> dict[str, torch.Tensor]:
         pi = self.controller.pi().to(device)
         return {self.controller.decisions[row].label: pi[row, : len(self.controller.decisions[row].options)]
@@ -90,80 +104,6 @@ class StageRun:
         self.controller.load_state(state["controller"])
 
 
-class Tracker:
-    """What the lab log watched, kept across epochs (and checkpointed): recent rewards, the best sample, and
-    whether each decision's argmax still moves after the warm-up (the Matthew effect)."""
-
-    def __init__(self, window: int):
-        self.recent: deque = deque(maxlen=window)
-        self.best: dict[str, Any] | None = None
-        # every distinct cell the stage's controller steps sampled: its reward sum and count (the final pick's
-        # candidates are the highest mean rewards of the last stage)
-        self.cells: dict[str, dict[str, Any]] = {}
-        self.argmax: dict[str, int] = {}
-        self.changed: set[str] = set()
-        self.updates = 0
-
-    def observe_samples(self, stage: int, rewards: list[float], samples: list[dict], keys: list[str],
-                        metrics: list[dict]) -> None:
-        for r, sample, key, m in zip(rewards, samples, keys, metrics):
-            self.recent.append(r)
-            if self.best is None or self.best["stage"] < stage or r > self.best["reward"]:
-                self.best = {"stage": stage, "reward": r, "sample": sample, "key": key, **m}
-            cell = self.cells.setdefault(key, {"sample": sample, "reward_sum": 0.0, "count": 0})
-            cell["reward_sum"] += r
-            cell["count"] += 1
-
-    def ranked_cells(self) -> list[dict[str, Any]]:
-        """The stage's sampled cells, highest mean reward first (ties: the first sampled)."""
-        return sorted(self.cells.values(), key=lambda c: -c["reward_sum"] / c["count"])
-
-    def observe_argmax(self, labels: list[str], greedy: list[int]) -> None:
-        for label, a in zip(labels, greedy):
-            if label in self.argmax and self.argmax[label] != a:
-                self.changed.add(label)
-            self.argmax[label] = a
-
-    def reset_stage(self) -> None:
-        self.argmax, self.changed, self.recent = {}, set(), deque(maxlen=self.recent.maxlen)
-        self.cells = {}
-
-    def recent_stats(self) -> dict[str, float]:
-        if not self.recent:
-            return {}
-        values = list(self.recent)
-        best = max(range(len(values)), key=values.__getitem__)
-        worst = min(range(len(values)), key=values.__getitem__)
-        return {"reward/recent_mean": sum(values) / len(values), "reward/recent_max": values[best],
-                "reward/recent_argmax": best, "reward/recent_argmin": worst}
-
-    def state(self) -> dict[str, Any]:
-        return {"recent": list(self.recent), "best": self.best, "argmax": self.argmax,
-                "changed": sorted(self.changed), "updates": self.updates, "cells": self.cells}
-
-    def load_state(self, state: dict[str, Any]) -> None:
-        self.recent.clear()
-        self.recent.extend(state["recent"])
-        self.best, self.argmax, self.changed = state["best"], state["argmax"], set(state["changed"])
-        self.updates = state["updates"]
-        self.cells = state.get("cells", {})  # a checkpoint from before the final pick kept none
-
-
-class _SilentLogger:
-    """What replicas other than 0 log: nothing (replica 0 logs the run once)."""
-
-    lines = 0
-
-    def scalars(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-    def record(self, record: Any) -> None:
-        return None
-
-    def close(self) -> None:
-        return None
-
-
 class ProgressiveSearch:
     def __init__(self, settings: SearchSettings, output_dir: Path, train_set: ImageSet, valid_set: ImageSet,
                  replicas: Replicas, on_epoch: EpochCallback | None = None, progress: bool = True,
@@ -177,16 +117,12 @@ class ProgressiveSearch:
         self.input_size = train_set.input_size
         self.accel = Accel.from_settings(settings, device)
         self.train_loader = BatchLoader(train_set, settings.batch_size, device, train=True, seed=settings.seed)
-        valid_loader = BatchLoader(valid_set, settings.reward_batch, device, train=False, drop_last=False)
-        # normalised once, in the model's memory layout; rewards cycle through them. search_split hands the
-        # validation half over class-mixed, so each of these batches holds the split's classes in proportion.
-        self.valid_batches = [(self.accel.prepare_input(x), y) for x, y in valid_loader.epoch(0)]
+        self.validation = Validation(valid_set, settings, device, self.accel, replicas)
+        self.valid_batches, self.eval_batches = self.validation.batches, self.validation.eval_batches
         self.rewards = RewardModel(settings, self.family, self.num_classes, self.in_channels, self.input_size,
                                    probe_images=self.valid_batches[0][0], probe_labels=self.valid_batches[0][1],
                                    reference_ops=initial_ops)
         self.init_run_state(on_epoch, progress)
-        self.eval_batches = (len(self.valid_batches) if settings.eval_images is None else
-                             min(len(self.valid_batches), -(-settings.eval_images // settings.reward_batch)))
 
     def init_run_state(self, on_epoch: EpochCallback | None, progress: bool) -> None:
         """What every reward source's search carries through its run and its checkpoint, however it scores
@@ -204,6 +140,7 @@ class ProgressiveSearch:
         self.started = time.time()
         self.elapsed_before = 0.0
         self.checkpoint = SearchCheckpoint(self, self.dir)
+        self.divergence = DivergenceGuard(self.checkpoint.exists, self.dir, self.replicas, self.device)
 
     # ------------------------------------------------------------------ the loop
     def run(self, resume_state: dict[str, Any] | None) -> dict[str, Any]:
@@ -212,7 +149,7 @@ class ProgressiveSearch:
         stage, epoch, edge_ops = self.checkpoint.restore(resume_state,
                                                          self.initial_ops or initial_edge_ops(s.space, s.nodes))
         logger = RunLogger(self.dir, purge_step=self.global_step if resuming else None,
-                           jsonl_lines=self.checkpoint.jsonl_lines) if self.replicas.is_main else _SilentLogger()
+                           jsonl_lines=self.checkpoint.jsonl_lines) if self.replicas.is_main else SilentLogger()
         try:
             while stage < s.stages:
                 run = self.checkpoint.open_stage(lambda: self.new_stage(stage, edge_ops))
@@ -280,20 +217,14 @@ class ProgressiveSearch:
             else:
                 path = controller.sample(1, policy=self.learner.path_policy)
                 supernet.set_path(controller.to_sample(path.actions[0]))
-            logits = self.accel.forward(supernet, x)
-            loss = F.cross_entropy(logits, y)
+            logits, loss = run.weight_step(x, y, self.accel, replicas, s.grad_clip)
             watch.observe(loss, step)
-            run.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            replicas.average_gradients(run.optimizer.param_groups[0]["params"])
-            torch.nn.utils.clip_grad_norm_(supernet.parameters(), s.grad_clip)
-            run.optimizer.step()
             correct += (logits.detach().argmax(1) == y).sum()
             loss_sum += loss.detach() * y.shape[0]
             seen += y.shape[0]
             self.global_step += 1
             if controlling and (step + 1) % s.rl_interval_steps == 0:
-                self.check_finite(watch, stage, epoch)  # the controller never learns from a diverged supernet
+                self.divergence.check_loss(watch, stage, epoch)  # the controller never learns from a diverged supernet
                 stats = self.controller_step(run, epoch, step)
                 supernet.set_skip_dropout(skip_p)  # rewards ran without it; weight steps go on with it
                 epoch_rewards.extend(stats.pop("_rewards"))
@@ -303,7 +234,7 @@ class ProgressiveSearch:
                 bar.set_postfix(loss=f"{loss.item():.3f}", reward=f"{stats['reward/mean']:.3f}")
             bar.update(1)
         bar.close()
-        self.check_finite(watch, stage, epoch)  # waits for the device, so `seconds` is the loop's real time
+        self.divergence.check_loss(watch, stage, epoch)  # waits for the device, so `seconds` is the loop's real time
         seconds = time.time() - started
         run.scheduler.step()
         totals = replicas.sum(torch.stack([correct.float(), loss_sum.float(),
@@ -324,44 +255,20 @@ class ProgressiveSearch:
         logger.scalars({k: v for k, v in record.items() if isinstance(v, (int, float)) and k not in
                         ("stage", "epoch", "global_epoch", "total_epochs")}, self.global_step,
                        partial(epoch_tag, stage + 1))
-        self.log_policy(run, logger)
+        if self.replicas.is_main:
+            log_policy(logger.writer, run.controller, stage + 1, self.global_step)
         logger.record(record)
         if self.on_epoch is not None:
             self.on_epoch(record)
-
-    def check_finite(self, watch: NonFiniteWatch, stage: int, epoch: int) -> None:
-        bad = watch.first()
-        flagged = self.replicas.sum(torch.tensor(float(bad is not None), device=self.device))
-        if bad is not None:
-            raise SearchDiverged(f"loss is {bad[1]} at stage {stage + 1}, epoch {epoch + 1}, step {bad[0] + 1}; "
-                                 f"{self.kept()}")
-        if flagged:  # another replica's loss went non-finite: every replica stops at the same check
-            raise SearchDiverged(f"the loss went non-finite in another replica at stage {stage + 1}, epoch "
-                                 f"{epoch + 1}; {self.kept()}")
-
-    def kept(self) -> str:
-        """What a divergence leaves behind, for its message: a checkpoint only once an epoch has finished."""
-        if self.checkpoint.exists():
-            return f"the checkpoint of the last finished epoch in {self.dir} is intact"
-        return f"no epoch had finished, so {self.dir} holds no checkpoint to resume"
 
     def new_stage(self, stage: int, edge_ops: dict) -> StageRun:
         return StageRun(self, stage, edge_ops)
 
     def sample_accuracies(self, run: StageRun, sample_dicts: list[dict]) -> tuple[list[float], tuple]:
         """The accuracy term of each sample's reward (a fraction), and the validation batch it was scored on."""
-        supernet = run.supernet
-        x_all, y_all = self.valid_batches[self.reward_updates % len(self.valid_batches)]
-        x, y = self.replicas.shard(x_all, y_all)
+        run.supernet.set_skip_dropout(0.0)
         self.reward_updates += 1
-        supernet.set_skip_dropout(0.0)
-        hits = []
-        with torch.no_grad():
-            for sample in sample_dicts:
-                supernet.set_path(sample)
-                hits.append((self.accel.forward(supernet, x).argmax(1) == y).sum().float())
-        # one all-reduce and one host sync for all samples
-        return (self.replicas.sum(torch.stack(hits)) / y_all.shape[0]).cpu().tolist(), (x, y)
+        return self.validation.sample_accuracies(run.supernet, sample_dicts, self.reward_updates - 1)
 
     def controller_step(self, run: StageRun, epoch: int, step: int) -> dict[str, Any]:
         s, controller = self.settings, run.controller
@@ -372,19 +279,11 @@ class ProgressiveSearch:
         metrics = [self.rewards.metrics(sample_to_arch(self.family, d, s.nodes), k)
                    for d, k in zip(sample_dicts, keys)]
         rewards = [self.rewards.reward(a, m, run.stage) for a, m in zip(accuracies, metrics)]
-        if not all(math.isfinite(r) for r in rewards):
-            raise SearchDiverged(f"a reward is not finite at stage {run.stage + 1}, epoch {epoch + 1}, step {step + 1} "
-                                 f"(rewards {rewards}); "
-                                 f"{self.kept()}")
+        where = f"at stage {run.stage + 1}, epoch {epoch + 1}, step {step + 1}"
+        self.divergence.check_rewards(rewards, where)
         stats = self.learner.update(controller, samples, rewards, run.supernet, run.op_rows, batch, self.accel,
                                     self.replicas)
-        problem = self.learner.diverged(stats)
-        if problem is not None:
-            raise SearchDiverged(f"{problem} at stage {run.stage + 1}, epoch {epoch + 1}, step {step + 1}; "
-                                 f"{self.kept()}")
-        if not bool(torch.isfinite(controller.alpha).all()):  # e.g. a huge controller_lr: stop before it spreads
-            raise SearchDiverged(f"the controller's alpha is not finite after the update at stage {run.stage + 1}, "
-                                 f"epoch {epoch + 1}, step {step + 1}; try a lower controller_lr; {self.kept()}")
+        self.divergence.check_update(self.learner.diverged(stats), controller.alpha, where)
         self.tracker.updates += 1
         self.tracker.observe_samples(run.stage, rewards, sample_dicts, keys, metrics)
         labels = [d.label for d in controller.decisions]
@@ -401,21 +300,12 @@ class ProgressiveSearch:
     def evaluate(self, run: StageRun, sample: dict | None, batches: int | None = None) -> float:
         """Accuracy (%) on validation batches: one path (``sample``) or the mixed supernet (None). ``batches``:
         the first that many (monitoring); None: the ``eval_images`` first images (stage-end and final)."""
-        supernet = run.supernet
-        supernet.set_skip_dropout(0.0)
+        run.supernet.set_skip_dropout(0.0)
         if sample is None:
-            supernet.set_mixed(run.mixed_weights(self.device))
+            run.supernet.set_mixed(run.mixed_weights(self.device))
         else:
-            supernet.set_path(sample)
-        chosen = self.valid_batches[: batches or self.eval_batches]
-        correct = torch.zeros((), device=self.device)
-        total = 0
-        with torch.no_grad():
-            for batch in chosen:
-                x, y = self.replicas.shard(*batch)
-                correct += (self.accel.forward(supernet, x).argmax(1) == y).sum()
-                total += batch[1].shape[0]
-        return 100.0 * float(self.replicas.sum(correct)) / max(total, 1)
+            run.supernet.set_path(sample)
+        return self.validation.accuracy(run.supernet, batches)
 
     def greedy_sample(self, run: StageRun) -> dict[str, Any]:
         """The stage's derivation as the learner derives it (by pi, or its own random draw; its input rule)."""
@@ -452,26 +342,13 @@ class ProgressiveSearch:
             record.update(reward_mean=sum(rewards) / len(rewards), reward_max=max(rewards))
         return record
 
-    def log_policy(self, run: StageRun, logger: RunLogger) -> None:
-        """Per-edge argmax index and probabilities, once per epoch (the lab log's main TensorBoard view)."""
-        if not self.replicas.is_main:
-            return
-        stage = run.stage + 1
-        greedy = run.controller.greedy().tolist()
-        for d, a, (label, probs) in zip(run.controller.decisions, greedy, run.controller.probabilities().items()):
-            logger.writer.add_scalar(edge_tag(stage, "argmax", label), a, self.global_step)
-            for option, p in probs.items():  # add_scalar, not add_scalars: one run per series clutters TensorBoard
-                logger.writer.add_scalar(edge_tag(stage, "prob", label, option), p, self.global_step)
-
     def matthew(self, run: StageRun) -> dict[str, float]:
         """Share of op decisions whose argmax never moved after warm-up, and the share of the most frequent
         argmax op across edges: both near 1 mean one op took every edge early (winner-take-all)."""
-        op_labels = [d.label for d in run.controller.decisions if d.kind == "op"]
-        tracked = [l for l in op_labels if l in self.tracker.argmax]
-        frozen = sum(1 for l in tracked if l not in self.tracker.changed) / len(tracked) if tracked else float("nan")
         ops = self.learner.picked_ops(run.controller, lambda: self.greedy_sample(run))
-        top = max(ops.count(o) for o in set(ops)) / len(ops)
-        return {"argmax_frozen_share": frozen, "top_op_share": top}
+        return {"argmax_frozen_share": self.tracker.frozen_share([d.label for d in run.controller.decisions
+                                                                  if d.kind == "op"]),
+                "top_op_share": max(ops.count(o) for o in set(ops)) / len(ops)}
 
     def finish_stage(self, run: StageRun) -> dict[str, Any]:
         """The stage's record; its evaluations' seconds too, so a benchmark can account for them. The supernet's

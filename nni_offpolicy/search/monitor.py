@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Protocol
 
 from torch.utils.tensorboard import SummaryWriter
 
@@ -74,3 +74,37 @@ class RunLogger:
 
     def close(self) -> None:
         self.writer.close()
+
+
+class PolicyView(Protocol):
+    """What policy logging reads of a controller."""
+    decisions: list
+
+    def greedy(self) -> Any: ...
+
+    def probabilities(self) -> dict[str, dict[str, float]]: ...
+
+
+def log_policy(writer: SummaryWriter, controller: PolicyView, stage: int, step: int) -> None:
+    """Per-edge argmax index and probabilities of ``stage`` (1-based), once per epoch: the lab log's main
+    TensorBoard view."""
+    greedy = controller.greedy().tolist()
+    for a, (label, probs) in zip(greedy, controller.probabilities().items()):
+        writer.add_scalar(edge_tag(stage, "argmax", label), a, step)
+        for option, p in probs.items():  # add_scalar, not add_scalars: one run per series clutters TensorBoard
+            writer.add_scalar(edge_tag(stage, "prob", label, option), p, step)
+
+
+class SilentLogger:
+    """What replicas other than 0 log: nothing (replica 0 logs the run once)."""
+
+    lines = 0
+
+    def scalars(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def record(self, record: Any) -> None:
+        return None
+
+    def close(self) -> None:
+        return None

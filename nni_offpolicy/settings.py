@@ -107,6 +107,11 @@ class SearchSettings:
     zero_cost_layers: int | None = None  # cells (per stack, nb201) of the network scored; None: stage 1's layers
     zero_cost_channels: int = 8
     zero_cost_images: int | None = None  # images of the first reward batch scored; None: min(64, reward batch)
+    # the score final_pick=zero-cost ranks the last space by, on the evaluation-size network; None: zero_cost's.
+    # Apart from the reward's because the two ask different things: the reward scores thousands of cells on a
+    # small network and must be cheap; the pick scores one space's few dozen near-equal cells, where an
+    # ensemble orders the top better than NASWOT alone (docs/results.md, the zero-cost study)
+    pick_zero_cost: str | None = None
     reward_source: str = "supernet"  # table: the accuracy term is reward_table's value; no supernet is trained
     reward_table: str | None = None  # "TABLE.csv:COLUMN" (NB201 benchmark table; see data/tables.py)
     # hard parameter budget (M params at eval size): a sampled cell above it gets reward 0 whatever its accuracy,
@@ -197,6 +202,14 @@ class SearchSettings:
                 components(self.zero_cost)  # a registered score or ens:a+b[+c...]
             except ValueError as exc:
                 raise UserError(str(exc)) from None
+        if self.pick_zero_cost is not None:
+            try:
+                components(self.pick_zero_cost)
+            except ValueError as exc:
+                raise UserError(str(exc).replace("zero_cost", "pick_zero_cost", 1)) from None
+            if self.final_pick != "zero-cost":
+                raise UserError(f"pick_zero_cost is the score final_pick=zero-cost ranks the last space by, and "
+                                f"final_pick is {self.final_pick}: set final_pick=zero-cost or pick_zero_cost=none")
         for name in ("zero_cost_layers", "zero_cost_channels", "zero_cost_images"):
             if getattr(self, name) is not None and not getattr(self, name) >= 1:
                 raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")

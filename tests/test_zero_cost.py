@@ -389,3 +389,33 @@ def test_the_study_script_prints_one_table_of_every_score(tmp_path):
     with pytest.raises(subprocess.CalledProcessError):  # a bad score name: argparse's one line, exit 2
         subprocess.run([sys.executable, "scripts/zero_cost_study.py", "--table", str(table), "--scores", "nasbot"],
                        cwd=repo, capture_output=True, check=True)
+
+
+def test_the_pick_can_rank_by_its_own_score_while_the_reward_keeps_its_own(tmp_path):
+    """pick_zero_cost: the reward's term stays the cheap single score (raw NASWOT values in the candidates'
+    zero_cost) while the zero-cost pick ranks the last space by an ensemble (mean ranks in eval_zero_cost)."""
+    from fixtures import NB201_TINY
+    from nni_offpolicy.search.loop import run_search
+
+    settings = load_settings("nb201", {**NB201_TINY, "zero_cost": "naswot", "pick_zero_cost": "ens:naswot+snip",
+                                       "final_pick": "zero-cost", "final_candidates": 64, "zero_cost_exponent": "0",
+                                       "epochs": "1,1,0", "warmup_epochs": "1,1,1", "zero_cost_images": 16})
+    doc = run_search(settings, tmp_path / "pick")
+    candidates = doc["final_candidates"]
+    assert len(candidates) == 64 and all(0 < c["eval_zero_cost"] <= 1 for c in candidates)
+    assert doc["sample"] == max(candidates, key=lambda c: c["eval_zero_cost"])["sample"]
+    assert any(c["zero_cost"] > 1 for c in candidates if "zero_cost" in c)  # the reward's raw NASWOT, not a rank
+    assert doc["settings"]["pick_zero_cost"] == "ens:naswot+snip"
+
+
+@pytest.mark.parametrize("overrides,expected", [
+    ({"zero_cost": "naswot", "final_pick": "zero-cost", "pick_zero_cost": "synflaw"},
+     "unknown pick_zero_cost score 'synflaw'; allowed: none, naswot"),
+    ({"zero_cost": "naswot", "final_pick": "best-sampled", "pick_zero_cost": "ens:naswot+synflow"},
+     "pick_zero_cost is the score final_pick=zero-cost ranks the last space by, and final_pick is best-sampled: "
+     "set final_pick=zero-cost or pick_zero_cost=none"),
+])
+def test_a_bad_pick_zero_cost_is_one_line(overrides, expected):
+    with pytest.raises(UserError) as info:
+        load_settings("demo", overrides)
+    assert str(info.value).startswith(expected) and "\n" not in str(info.value)

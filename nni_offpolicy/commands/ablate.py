@@ -7,7 +7,7 @@ from nni_offpolicy.commands import parse_pairs
 
 VARIANT_NAMES = ("offpolicy-uniform", "offpolicy-egreedy", "on-policy", "random", "darts",
                  "offpolicy-naswot", "offpolicy-naswot-pick", "random-naswot-pick", "offpolicy-naswot-taper",
-                 "random-naswot-taper", "offpolicy-naswot-space", "random-naswot-space",
+                 "random-naswot-taper", "offpolicy-naswot-space", "random-naswot-space", "offpolicy-ens-space",
                  "offpolicy-size-abs", "offpolicy-size-abs-naswot")  # = ablate.VARIANTS
 
 

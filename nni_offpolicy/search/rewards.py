@@ -156,8 +156,10 @@ class RewardModel:
                                             channels=settings.zero_cost_channels, num_classes=num_classes, **probe)
             # the final pick's scorer: the same score and images on the network the cell becomes, which a
             # reward scored thousands of times cannot afford and a pick over at most a space's cells can
+            # (``pick_zero_cost``, if set, in place of the reward's score)
             self.eval_zero_cost = ZeroCostScorer(family, layers=settings.eval_layers, channels=settings.eval_channels,
-                                                 num_classes=num_classes, **probe)
+                                                 num_classes=num_classes,
+                                                 **{**probe, "score": settings.pick_zero_cost or settings.zero_cost})
 
     def price(self, arch: Any) -> tuple[int, int]:
         # Pricing builds modules lazily and module init draws from the global RNG; fork it so that how much

@@ -374,3 +374,26 @@ def test_a_retrain_dataset_with_both_splits_plans(tmp_path):
     plan = plan_ablation(variants="random", seeds="0", overrides=TINY_TWO_STAGES, output=tmp_path / "out",
                          space="nb201", retrain_epochs=1, retrain_overrides={"dataset": f"imagefolder:{folder}"})
     assert plan.retrain_epochs == 1 and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("preset,plain", [
+    ("pdarts-proxy", {"size_exponent": [-0.45, -0.25, -0.2], "size_abs_penalty": [0.0] * 3}),
+    ("demo", {"size_exponent": [-0.1] * 3, "size_abs_penalty": [0.0] * 3}),
+])
+def test_controls_start_from_the_presets_plain_size_terms_not_its_recipe(tmp_path, preset, plain):
+    """A preset's recipe (here its absolute size term) is what the variants are compared against, so the controls
+    must not inherit it: the demo's offpolicy-uniform silently ran the demo's new absolute term, and so stopped
+    being the ratio-term search its table row names. The recipe's own variant reproduces the preset."""
+    plan = plan_ablation(preset=preset, variants="offpolicy-uniform,random,darts,offpolicy-size-abs-naswot",
+                         seeds="0", output=tmp_path / "grid")
+    by_variant = {run.variant: run.settings for run in plan.runs}
+    for variant in ("offpolicy-uniform", "random", "darts"):
+        assert {k: getattr(by_variant[variant], k) for k in plain} == plain, variant
+        assert by_variant[variant].zero_cost is None and by_variant[variant].final_pick == "policy"
+    recipe = by_variant["offpolicy-size-abs-naswot"]
+    assert recipe.size_exponent == [0.0] * 3 and recipe.size_abs_penalty == [0.2] * 3
+    if preset == "pdarts-proxy":  # the preset's recipe is that variant's
+        own = load_settings(preset)
+        same = ("size_exponent", "size_abs_penalty", "size_target", "zero_cost", "zero_cost_exponent", "final_pick",
+                "behaviour")
+        assert {k: getattr(recipe, k) for k in same} == {k: getattr(own, k) for k in same}

@@ -111,13 +111,23 @@ def test_a_presets_untrained_last_stage_is_trained_when_the_pick_needs_it():
 
 
 def test_pdarts_proxy_is_the_pdarts_search_shrunk_for_a_cpu():
-    """What pdarts-proxy keeps of P-DARTS (three stages, 8 -> 5 -> 3 -> 1 ops, its skip dropout, the lab log's
-    size exponents, params priced at the protocol's 20 x 36) and what it cuts (cells, channels, steps, images):
-    a grid's figures are read against that, so a change to either is a deliberate one."""
+    """What pdarts-proxy keeps of P-DARTS (three stages, 8 -> 5 -> 3 -> 1 ops, its skip dropout, the DARTS recipe,
+    params priced at the protocol's 20 x 36) and what it cuts (cells, channels, steps, images): a grid's figures
+    are read against that, so a change to either is a deliberate one."""
     proxy, full = load_settings("pdarts-proxy"), load_settings("pdarts")
-    kept = ("space", "ops_kept", "skip_dropout", "size_exponent", "controller", "importance", "lr", "momentum",
-            "weight_decay", "grad_clip", "max_skip_connect", "eval_layers", "eval_channels")
+    kept = ("space", "ops_kept", "skip_dropout", "size_exponent", "size_abs_penalty", "size_target", "zero_cost",
+            "zero_cost_exponent", "final_pick", "controller", "importance", "lr", "momentum", "weight_decay",
+            "grad_clip", "max_skip_connect", "eval_layers", "eval_channels")
     assert {k: getattr(proxy, k) for k in kept} == {k: getattr(full, k) for k in kept}
     assert proxy.stages == full.stages == 3 and proxy.dataset == "cifar10-jpeg" and proxy.threads == 1
     assert all(p < f for p, f in zip(proxy.layers, full.layers)) and proxy.channels < full.channels
     assert proxy.max_steps_per_epoch and proxy.eval_images and proxy.reward_batch < full.batch_size * 2
+
+
+def test_the_darts_presets_carry_the_absolute_size_term_and_the_naswot_taper():
+    """The recipe measured on pdarts-proxy (ablate's offpolicy-size-abs-naswot): not the lab log's ratio term,
+    which derived pooling cells there."""
+    for preset in ("pdarts", "pdarts-proxy"):
+        s = load_settings(preset)
+        assert s.size_exponent == [0.0] * 3 and s.size_abs_penalty == [0.2] * 3 and s.size_target == [3.4] * 3
+        assert s.zero_cost == "naswot" and s.zero_cost_exponent == [4.0, 4.0, 1.0] and s.final_pick == "best-sampled"

@@ -57,7 +57,7 @@ def plan_ablation(preset: str = "demo", variants: str | Sequence[str] = tuple(VA
     runs = []
     stages = load_settings(preset, overrides).stages  # what a variant's stage-list function is given
     for variant in variants:
-        defaults, fixed = variant_overrides(variant, stages, epsilon)
+        defaults, fixed = variant_overrides(variant, stages, epsilon, preset)
         for seed in seeds:
             settings = load_settings(preset, {**defaults, **overrides, **fixed, "seed": seed})
             runs.append(Run(variant, seed, settings, output / variant / f"seed{seed}"))

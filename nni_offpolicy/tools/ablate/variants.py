@@ -14,10 +14,11 @@ from nni_offpolicy.settings import NASWOT_TAPER as TAPERED_NASWOT
 from nni_offpolicy.settings import plain_recipe
 
 
-# What every variant starts from: the plain method's reward and pick (the dataclass defaults: no zero-cost term,
-# the policy's own cell). A preset may carry a recipe (the NB201 presets: the NASWOT recipe); without this the controls
-# (random, darts, offpolicy-uniform) would silently inherit it and stop being the baselines the table names.
-PLAIN = plain_recipe()
+# What every variant starts from (variant_overrides): the plain method's reward and pick (no zero-cost term, the
+# policy's own cell) and the grid's preset's plain size terms (the DARTS presets: the lab log's ratio term). A
+# preset may carry a recipe (NB201: the NASWOT recipe; DARTS: the absolute size term and the NASWOT taper);
+# without this the controls (random, darts, offpolicy-uniform) would silently inherit it and stop being the
+# baselines the table names.
 
 # the -pick variants' reward and pick (NASWOT exponent 4, best of the sampled cells); only the controller differs
 NASWOT_PICK = {"behaviour": "uniform", "zero_cost": "naswot", "zero_cost_exponent": 4.0, "final_pick": "best-sampled"}
@@ -88,12 +89,14 @@ def parse_seeds(text: str | Sequence[int]) -> list[int]:
     return list(dict.fromkeys(seeds))
 
 
-def variant_overrides(variant: str, stages: int, epsilon: float) -> tuple[dict[str, Any], dict[str, Any]]:
+def variant_overrides(variant: str, stages: int, epsilon: float,
+                      preset: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """How a variant becomes a run's settings: ``(defaults, fixed)``, laid under and over the grid's --set
-    overrides. ``stages`` is the grid's number of stages, what a variant's stage-list function is given."""
+    overrides. ``stages`` is the grid's number of stages, what a variant's stage-list function is given;
+    ``preset`` the grid's, whose plain size terms the variants start from (``settings.PRESET_PLAIN``)."""
     fixed = {k: v for k, v in VARIANTS[variant].items() if k in RESERVED}  # what makes the variant
     defaults = {k: v(stages) if callable(v) else v  # --set may change these
-                for k, v in {**PLAIN, **VARIANTS[variant]}.items() if k not in RESERVED}
+                for k, v in {**plain_recipe(preset), **VARIANTS[variant]}.items() if k not in RESERVED}
     if variant == "offpolicy-egreedy":
         fixed["epsilon"] = epsilon
     return defaults, fixed

@@ -10,6 +10,8 @@ first reward batch, each cell's weights drawn from a seed of the cell itself), o
 and once on the evaluation-size network the zero-cost pick uses. It prints the space's table mean and best, each
 score's Spearman correlation with the table over the space and the table value of each score's favourite (what
 the pick answers), and the same for the supernet's accuracies of the candidates the search recorded. With
+``--scores`` the space is also ranked by each named score or ensemble of the registry at evaluation size, scored
+together as ``pick_zero_cost`` would rank it (labels of the probe batch included). With
 ``--supernet`` every cell is also scored through the last trained stage's supernet, from the folder's
 checkpoint.pt, on the search's ``eval_images`` (slower: a minute or more per search on a CPU). The table only
 measures here: the package never reads it unless a user names it.
@@ -45,8 +47,9 @@ def probe_images(settings: SearchSettings):
     """The batch a search's zero-cost scorer looked at (``RewardModel``'s probe images)."""
     data = load_dataset(settings.dataset, data_dir=settings.data_dir)
     _, valid = search_split(data, settings.train_portion, settings.split_seed)
-    first, _ = next(BatchLoader(valid, settings.reward_batch, "cpu", train=False, drop_last=False).epoch(0))
-    return first[: zero_cost_probe_size(settings)], data.num_classes
+    first, labels = next(BatchLoader(valid, settings.reward_batch, "cpu", train=False, drop_last=False).epoch(0))
+    size = zero_cost_probe_size(settings)
+    return first[:size], labels[:size], data.num_classes
 
 
 def supernet_accuracies(run: Path, settings: SearchSettings, samples: list[dict]) -> list[float]:
@@ -68,6 +71,9 @@ def main() -> None:
     parser.add_argument("--table", required=True, help="TABLE.csv[:COLUMN] (an NB201 benchmark table)")
     parser.add_argument("--supernet", action="store_true", help="also rank the cells by the last trained "
                         "stage's supernet (from checkpoint.pt)")
+    parser.add_argument("--scores", default="",
+                        help="also rank the cells by these zero-cost scores or ensembles at evaluation size, as "
+                             "pick_zero_cost would (comma-separated, e.g. synflow,zico,ens:naswot+synflow+zico)")
     parser.add_argument("runs", nargs="+", help="NB201 search folders (holding genotype.json)")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -80,7 +86,7 @@ def main() -> None:
         key = (s.dataset, s.data_dir, s.train_portion, s.split_seed, s.reward_batch, s.zero_cost_images)
         if key not in images:
             images[key] = probe_images(s)
-        probe, classes = images[key]
+        probe, labels, classes = images[key]
         space = doc["stages"][-1]["edge_ops"]["cell"]
         edges = list(space)
         samples = [{f"cell/op_{e}": op for e, op in zip(edges, ops)}
@@ -99,6 +105,13 @@ def main() -> None:
         for name, scorer in scorers.items():
             scores = np.array([scorer(sample, a) for sample, a in zip(samples, archs)])
             print(f"  {name:20s} Spearman {spearmanr(scores, truth)[0]:+.2f}, its favourite "
+                  f"{truth[int(np.argmax(scores))]:.2f}")
+        for score in filter(None, args.scores.split(",")):  # scored together, as the zero-cost pick does
+            scorer = ZeroCostScorer("nb201", probe, s.eval_layers, s.eval_channels, classes, score=score,
+                                    labels=labels)
+            values = scorer.score_set({a: sample_to_arch("nb201", x, 4) for x, a in zip(samples, archs)})
+            scores = np.array([values[a] for a in archs])
+            print(f"  {'eval-size ' + score:20s} Spearman {spearmanr(scores, truth)[0]:+.2f}, its favourite "
                   f"{truth[int(np.argmax(scores))]:.2f}")
         if args.supernet:
             accuracies = np.array(supernet_accuracies(Path(run), s, samples))

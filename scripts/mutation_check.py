@@ -46,7 +46,7 @@ class Breakage:
 
 BREAKAGES = (
     Breakage("search-no-weight-step", "the search's weight optimiser never steps",
-             (("nni_offpolicy/search/loop.py", "            run.optimizer.step()\n", "            pass\n", 1),),
+             (("nni_offpolicy/search/loop.py", "        self.optimizer.step()\n", "        pass\n", 1),),
              SUPERNET_LEARNS),
     Breakage("retrain-no-step", "retraining never updates the weights",
              (("nni_offpolicy/retrain.py", "                self.optimizer.step()\n", "                pass\n", 1),),

@@ -32,9 +32,11 @@ GRID = ["ablate", "--variants", "offpolicy-uniform,random", "--seeds", "0,1,2", 
 def _start(out: Path) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1",
            "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    # SIGINT as a terminal's foreground job has it: a suite started in the background (`cmd &` in a script) hands
+    # its children SIGINT ignored, and the grid would then run to its end whatever the test sends
     return subprocess.Popen([sys.executable, "-m", "nni_offpolicy.cli", *GRID, "-o", str(out)], cwd=out.parent,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _wait_for_a_checkpoint(proc: subprocess.Popen, out: Path) -> None:

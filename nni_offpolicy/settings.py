@@ -37,12 +37,26 @@ STAGE_LISTS = ("layers", "ops_kept", "epochs", "warmup_epochs", "skip_dropout", 
                "zero_cost_exponent", "size_abs_penalty")
 
 
+def flag(help: str, **default: Any) -> Any:
+    """A setting with its own command-line flag (``search --NAME``), described here once: ``search``'s options are
+    generated from these fields (``flag_settings``); every other setting goes through ``--set``."""
+    return field(**default, metadata={"flag": True, "help": help})
+
+
+def flag_settings() -> dict[str, str]:
+    """Each setting that has a ``search`` flag, and its help, in field order."""
+    return {f.name: f.metadata["help"] for f in fields(SearchSettings) if f.metadata.get("flag")}
+
+
 @dataclass
 class SearchSettings:
     # --- what to search, on what
-    space: str = "pdarts"
-    dataset: str = "digits"
-    data_dir: str | None = None
+    space: str = flag(default="pdarts",
+                      help="search space: darts, pdarts, extended, nb201")
+    dataset: str = flag(default="digits",
+                        help="digits (embedded, default) | cifar10 | cifar100 | imagefolder:PATH (dir or .tar.gz)")
+    data_dir: str | None = flag(default=None,
+                                help="where torchvision CIFAR files are (or go with --download)")
     download: bool = False
     # every image resized to image_size x image_size (an image folder's as it is decoded: shorter side, centre
     # crop); None: the images' own size, which must then be one for all (data.datasets.load_dataset)
@@ -50,17 +64,24 @@ class SearchSettings:
     train_portion: float = 0.5
     split_seed: int = 0
     # --- progressive stages (P-DARTS): one entry per stage
-    layers: list[int] = field(default_factory=lambda: [5, 11, 17])
-    ops_kept: list[int] = field(default_factory=lambda: [5, 3, 1])
-    epochs: list[int] = field(default_factory=lambda: [25, 25, 25])
-    warmup_epochs: list[int] = field(default_factory=lambda: [10, 10, 10])
+    layers: list[int] = flag(default_factory=lambda: [5, 11, 17],
+                             help="cells per stage, e.g. 5,11,17")
+    ops_kept: list[int] = flag(default_factory=lambda: [5, 3, 1],
+                               help="ops kept per edge after each stage, e.g. 5,3,1")
+    epochs: list[int] = flag(default_factory=lambda: [25, 25, 25],
+                             help="epochs per stage, e.g. 25,25,25 (the last may be 0 with final_pick=zero-cost: "
+                                  "scored, not trained)")
+    warmup_epochs: list[int] = flag(default_factory=lambda: [10, 10, 10],
+                                    help="epochs per stage without controller updates")
     skip_dropout: list[float] = field(default_factory=lambda: [0.0, 0.4, 0.7])
     channels: int = 16
     nodes: int = 4
-    batch_size: int = 96
+    batch_size: int = flag(default=96,
+                           help="batch size")
     max_skip_connect: int = 2
     # --- weight training
-    weight_mode: str = "mixed"
+    weight_mode: str = flag(default="mixed",
+                            help="mixed (DARTS weighted sum, detached softmax) | path (one sampled path per step)")
     lr: float = 0.025
     lr_min: float = 0.0
     momentum: float = 0.9
@@ -69,10 +90,14 @@ class SearchSettings:
     max_steps_per_epoch: int | None = None
     # --- controller (off-policy REINFORCE)
     controller: str = "reinforce"  # reinforce | darts (first-order gradient on alpha) | random (RandomNAS)
-    behaviour: str = "uniform"
-    epsilon: float = 0.0
-    temperature: float = 1.0
-    controller_lr: float = 5e-3
+    behaviour: str = flag(default="uniform",
+                          help="behaviour policy: uniform | egreedy | multinomial | on-policy")
+    epsilon: float = flag(default=0.0,
+                          help="epsilon of egreedy, or the uniform mixture weight of multinomial")
+    temperature: float = flag(default=1.0,
+                              help="temperature of the multinomial behaviour policy")
+    controller_lr: float = flag(default=5e-3,
+                                help="Adam learning rate of the architecture parameters")
     importance: str = "per-decision"
     truncation: float = 5.0
     baseline_decay: float = 0.9
@@ -88,14 +113,19 @@ class SearchSettings:
     # None: the whole split. On a CPU, walking 25k images after every stage costs more than the stage.
     eval_images: int | None = None
     # --- reward: accuracy x (metric / target) ^ exponent, per stage; exponent 0 switches a term off
-    size_target: list[float] = field(default_factory=lambda: [6.4, 5.4, 4.4])   # M params at eval size
-    size_exponent: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    size_target: list[float] = flag(default_factory=lambda: [6.4, 5.4, 4.4],
+                                    help="parameter target per stage in M at evaluation size, e.g. 6.4,5.4,4.4")
+    size_exponent: list[float] = flag(default_factory=lambda: [0.0, 0.0, 0.0],
+                                      help="exponent w of (params/target)^w per stage, e.g. -0.45,-0.25,-0.2 (0 = "
+                                           "off)")
     # TuNAS' absolute size term (Bender et al., CVPR 2020): reward - penalty * |params / size_target - 1|, per
     # stage; it costs a cell below its target as much as one above, where (P/T)^w with w < 0 pays a weight-sharing
     # search for the parameter-free cells it already favours (they need no training). 0 switches it off.
     size_abs_penalty: list[float] = field(default_factory=lambda: [0.0])
-    flops_target: list[float] = field(default_factory=lambda: [600.0, 600.0, 600.0])  # M MACs at eval size
-    flops_exponent: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    flops_target: list[float] = flag(default_factory=lambda: [600.0, 600.0, 600.0],  # M MACs at eval size
+                                     help="FLOPs (MACs) target per stage in M")
+    flops_exponent: list[float] = flag(default_factory=lambda: [0.0, 0.0, 0.0],
+                                       help="exponent of the FLOPs term per stage (0 = off)")
     metric: str | None = None  # "module:function" taking (family, architecture) -> float
     metric_target: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])
     metric_exponent: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
@@ -109,8 +139,8 @@ class SearchSettings:
     zero_cost_images: int | None = None  # images of the first reward batch scored; None: min(64, reward batch)
     # the score final_pick=zero-cost ranks the last space by, on the evaluation-size network; None: zero_cost's.
     # Apart from the reward's because the two ask different things: the reward scores thousands of cells on a
-    # small network and must be cheap; the pick scores one space's few dozen near-equal cells, where an
-    # ensemble orders the top better than NASWOT alone (docs/results.md, the zero-cost study)
+    # small network and must be cheap; the pick scores one space's few dozen near-equal cells once (on NB201's
+    # last spaces NASWOT still beat the ensembles that order a whole space's top better: docs/results.md)
     pick_zero_cost: str | None = None
     reward_source: str = "supernet"  # table: the accuracy term is reward_table's value; no supernet is trained
     reward_table: str | None = None  # "TABLE.csv:COLUMN" (NB201 benchmark table; see data/tables.py)
@@ -132,9 +162,13 @@ class SearchSettings:
     eval_channels: int = 36
     recent_window: int = 200
     # --- run
-    seed: int = 0
-    device: str = "auto"
-    devices: int = 1  # data-parallel replicas (Lightning Fabric, ddp_spawn); the batch is split across them
+    seed: int = flag(default=0,
+                     help="random seed")
+    device: str = flag(default="auto",
+                       help="auto | cpu | cuda[:N]")
+    devices: int = flag(default=1,
+                        help="data-parallel replicas for one search (GPUs; on cpu, processes); batch_size is split "
+                             "across them")
     threads: int = 0  # CPU threads for torch; 0 leaves torch's default (tiny demo nets run fastest on 1)
     # --- how to compute (same schedule, batches and samples whatever they are; see accel.py)
     precision: str = "auto"

@@ -131,3 +131,25 @@ def test_the_darts_presets_carry_the_absolute_size_term_and_the_naswot_taper():
         s = load_settings(preset)
         assert s.size_exponent == [0.0] * 3 and s.size_abs_penalty == [0.2] * 3 and s.size_target == [3.4] * 3
         assert s.zero_cost == "naswot" and s.zero_cost_exponent == [4.0, 4.0, 1.0] and s.final_pick == "best-sampled"
+
+
+def test_search_flags_are_generated_from_the_settings_fields():
+    """A setting is described once, at its field: every field marked as a flag becomes ``search --NAME`` with
+    that field's help, and ``search --NAME VALUE`` sets that field (no hand-written table to drift)."""
+    import dataclasses
+
+    from nni_offpolicy.cli import build_parser
+    from nni_offpolicy.commands.search import collect_overrides
+    from nni_offpolicy.settings import SearchSettings, flag_settings
+
+    flags = flag_settings()
+    assert {"layers", "epochs", "size_target", "size_exponent", "seed", "devices"} <= set(flags)
+    marked = [f.name for f in dataclasses.fields(SearchSettings) if f.metadata.get("flag")]
+    assert list(flags) == marked and all(flags[name] for name in marked)
+    parser = build_parser("search")
+    search = next(a for a in parser._subparsers._group_actions[0].choices.values() if a.prog.endswith("search"))
+    helps = {a.dest: a.help for a in search._actions}
+    assert {name: helps.get(name) for name in flags} == flags
+    args = parser.parse_args(["search", "--layers", "3,4,6", "--size-target", "1.5"])
+    assert collect_overrides(args) == {"layers": "3,4,6", "size_target": "1.5"}
+    assert load_settings("demo", collect_overrides(args)).layers == [3, 4, 6]

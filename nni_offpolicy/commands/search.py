@@ -9,31 +9,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from nni_offpolicy.commands import parse_pairs
-from nni_offpolicy.settings import SEARCH_PRESETS
+from nni_offpolicy.settings import SEARCH_PRESETS, flag_settings
 
-# The flags most people touch; every other setting goes through --set KEY=VALUE (or --config FILE.yml).
-COMMON_FLAGS = {
-    "space": "search space: darts, pdarts, extended, nb201",
-    "dataset": "digits (embedded, default) | cifar10 | cifar100 | imagefolder:PATH (dir or .tar.gz)",
-    "data_dir": "where torchvision CIFAR files are (or go with --download)",
-    "weight_mode": "mixed (DARTS weighted sum, detached softmax) | path (one sampled path per step)",
-    "behaviour": "behaviour policy: uniform | egreedy | multinomial | on-policy",
-    "epsilon": "epsilon of egreedy, or the uniform mixture weight of multinomial",
-    "temperature": "temperature of the multinomial behaviour policy",
-    "controller_lr": "Adam learning rate of the architecture parameters",
-    "size_exponent": "exponent w of (params/target)^w per stage, e.g. -0.45,-0.25,-0.2 (0 = off)",
-    "size_target": "parameter target per stage in M at evaluation size, e.g. 6.4,5.4,4.4",
-    "flops_exponent": "exponent of the FLOPs term per stage (0 = off)",
-    "flops_target": "FLOPs (MACs) target per stage in M",
-    "layers": "cells per stage, e.g. 5,11,17",
-    "ops_kept": "ops kept per edge after each stage, e.g. 5,3,1",
-    "epochs": "epochs per stage, e.g. 25,25,25 (the last may be 0 with final_pick=zero-cost: scored, not trained)",
-    "warmup_epochs": "epochs per stage without controller updates",
-    "batch_size": "batch size",
-    "seed": "random seed",
-    "device": "auto | cpu | cuda[:N]",
-    "devices": "data-parallel replicas for one search (GPUs; on cpu, processes); batch_size is split across them",
-}
+# The flags most people touch, each described once at its field in settings.py (``settings.flag``); every other
+# setting goes through --set KEY=VALUE (or --config FILE.yml).
+COMMON_FLAGS = flag_settings()
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -379,13 +379,15 @@ def test_a_retrain_dataset_with_both_splits_plans(tmp_path):
 @pytest.mark.parametrize("preset,plain", [
     ("pdarts-proxy", {"size_exponent": [-0.45, -0.25, -0.2], "size_abs_penalty": [0.0] * 3}),
     ("demo", {"size_exponent": [-0.1] * 3, "size_abs_penalty": [0.0] * 3}),
+    ("own-small", {"size_exponent": [-0.1] * 3, "size_abs_penalty": [0.0] * 3}),
 ])
 def test_controls_start_from_the_presets_plain_size_terms_not_its_recipe(tmp_path, preset, plain):
     """A preset's recipe (here its absolute size term) is what the variants are compared against, so the controls
     must not inherit it: the demo's offpolicy-uniform silently ran the demo's new absolute term, and so stopped
     being the ratio-term search its table row names. The recipe's own variant reproduces the preset."""
     plan = plan_ablation(preset=preset, variants="offpolicy-uniform,random,darts,offpolicy-size-abs-naswot",
-                         seeds="0", output=tmp_path / "grid")
+                         seeds="0", output=tmp_path / "grid",
+                         overrides={"dataset": "digits"} if preset == "own-small" else None)
     by_variant = {run.variant: run.settings for run in plan.runs}
     for variant in ("offpolicy-uniform", "random", "darts"):
         assert {k: getattr(by_variant[variant], k) for k in plain} == plain, variant

@@ -231,16 +231,13 @@ class SearchSettings:
         if self.reward_batch % self.devices:
             raise UserError(f"reward_batch_size {self.reward_batch} does not split evenly over {self.devices} "
                             f"devices; use a multiple of {self.devices}")
-        if self.zero_cost is not None:
-            try:
-                components(self.zero_cost)  # a registered score or ens:a+b[+c...]
-            except ValueError as exc:
-                raise UserError(str(exc)) from None
+        for name in ("zero_cost", "pick_zero_cost"):
+            if getattr(self, name) is not None:
+                try:
+                    components(getattr(self, name))  # a registered score or ens:a+b[+c...]
+                except ValueError as exc:  # its message names zero_cost: say which setting it was
+                    raise UserError(str(exc).replace("zero_cost", name, 1)) from None
         if self.pick_zero_cost is not None:
-            try:
-                components(self.pick_zero_cost)
-            except ValueError as exc:
-                raise UserError(str(exc).replace("zero_cost", "pick_zero_cost", 1)) from None
             if self.final_pick != "zero-cost":
                 raise UserError(f"pick_zero_cost is the score final_pick=zero-cost ranks the last space by, and "
                                 f"final_pick is {self.final_pick}: set final_pick=zero-cost or pick_zero_cost=none")
@@ -448,9 +445,14 @@ DARTS_RECIPE: dict[str, Any] = {**NASWOT_TAPER, "size_exponent": [0.0], "size_ab
 # offpolicy-uniform stays the recipe the lab log ran (and the demo's, its ratio term before the absolute one).
 LAB_LOG_SIZE: dict[str, Any] = {"size_exponent": [-0.45, -0.25, -0.2], "size_abs_penalty": [0.0]}
 # (The ratio term's target only rescales a stage's rewards, so the presets' 3.4 M serves both terms.)
+# The small presets' (demo, own-small) size term: TuNAS' absolute term 0.5 around their 0.3 M at evaluation size.
+# With the ratio term (exponent -0.1), their plain method, the demo derived normal cells of 4-7 parameter-free
+# edges of 8 on seeds 0-5 and own-small 5 on seeds 0-2 of the CIFAR-10 archive; with this one 1-3 and 1-2
+# (docs/results.md, the DARTS space).
+SMALL_SIZE_TERM: dict[str, Any] = {"size_target": [0.3], "size_exponent": [0.0], "size_abs_penalty": [0.5]}
+SMALL_PLAIN_SIZE: dict[str, Any] = {"size_exponent": [-0.1], "size_abs_penalty": [0.0]}
 PRESET_PLAIN: dict[str, dict[str, Any]] = {"pdarts": LAB_LOG_SIZE, "pdarts-proxy": LAB_LOG_SIZE,
-                                           "demo": {"size_exponent": [-0.1], "size_abs_penalty": [0.0]},
-                                           "own-small": {"size_exponent": [-0.1], "size_abs_penalty": [0.0]}}
+                                           "demo": SMALL_PLAIN_SIZE, "own-small": SMALL_PLAIN_SIZE}
 
 
 def plain_recipe(preset: str | None = None) -> dict[str, Any]:
@@ -464,27 +466,22 @@ def plain_recipe(preset: str | None = None) -> dict[str, Any]:
 
 
 SEARCH_PRESETS: dict[str, dict[str, Any]] = {
-    # The README's main job: embedded digits, small stages, a couple of minutes on 2 CPU cores. Its size term is
-    # the absolute one (size_abs_penalty, 0.5 around 0.3 M at its evaluation size): with the ratio term (exponent
-    # -0.1) the demo derived normal cells of 4-7 parameter-free edges of 8 on seeds 0-5, with this one 1-3
-    # (docs/results.md, the DARTS space).
+    # The README's main job: embedded digits, small stages, a couple of minutes on 2 CPU cores; the small presets'
+    # absolute size term (SMALL_SIZE_TERM).
     "demo": dict(space="pdarts", dataset="digits", layers=[3, 4, 5], ops_kept=[4, 2, 1], epochs=[8, 8, 8],
                  warmup_epochs=[3, 3, 3], skip_dropout=[0.0, 0.2, 0.4], channels=8, batch_size=32,
                  weight_mode="path", behaviour="uniform", controller_lr=0.05, rl_interval_steps=4,
-                 samples_per_update=8, size_target=[0.3, 0.3, 0.3], size_exponent=[0.0, 0.0, 0.0],
-                 size_abs_penalty=[0.5],
+                 samples_per_update=8, **SMALL_SIZE_TERM,
                  eval_layers=8, eval_channels=16, train_portion=0.5, lr=0.05, threads=1),
     # Your own small image folder (about 100-2,000 images, --dataset imagefolder:PATH required): the demo's
     # search at 32x32 (every image resized, so mixed sizes load), batches of 16 so a hundred images still give
     # several steps an epoch, at most 20 steps an epoch and stage-end evaluations on 500 validation images so
-    # 2,000 images stay a few minutes on a CPU. The demo's absolute size term: with the ratio term (-0.1) it
-    # derived normal cells of 5 parameter-free edges of 8 on seeds 0-2 of the CIFAR-10 archive, with this one 1-2.
+    # 2,000 images stay a few minutes on a CPU. The demo's absolute size term (SMALL_SIZE_TERM).
     "own-small": dict(space="pdarts", dataset=None, image_size=32, layers=[3, 4, 5], ops_kept=[4, 2, 1],
                       epochs=[6, 6, 6], warmup_epochs=[2, 2, 2], skip_dropout=[0.0, 0.2, 0.4], channels=8,
                       batch_size=16, max_steps_per_epoch=20, eval_images=500, weight_mode="path",
                       behaviour="uniform", controller_lr=0.05, rl_interval_steps=4, samples_per_update=8,
-                      size_target=[0.3, 0.3, 0.3], size_exponent=[0.0, 0.0, 0.0], size_abs_penalty=[0.5],
-                      eval_layers=8, eval_channels=16, train_portion=0.5, lr=0.05, threads=1),
+                      **SMALL_SIZE_TERM, eval_layers=8, eval_channels=16, train_portion=0.5, lr=0.05, threads=1),
     # P-DARTS' CIFAR-10 protocol with the lab log's controller (off-policy uniform sampling, lr 5e-3, skip
     # dropout 0.3/0.6/0.8) and the DARTS recipe (DARTS_RECIPE: the absolute size term around 3.4 M, the NASWOT
     # taper) in place of the lab log's ratio term (targets 6.4/5.4/4.4 M, exponents -0.45/-0.25/-0.2), which

@@ -5,36 +5,24 @@ Per-stage knobs are lists with one entry per stage; a scalar given for one of th
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from nni_offpolicy.errors import UserError
 from nni_offpolicy.parsing import coerce, field_types
-from nni_offpolicy.search.registry import FINAL_PICKS, LEARNERS  # names only: no torch, no learner imported
-from nni_offpolicy.search.zero_cost_names import ZERO_COST_SCORES, components  # names only: no torch
+from nni_offpolicy.settings_checks import (CHANNELS_LAST, COMPILE_MODES, PRECISIONS, STAGE_LISTS,  # noqa: F401
+                                           WEIGHT_MODES, check_settings, last_stage_trained)
 
 if TYPE_CHECKING:
     from search_spaces.families import Family
 
 # The spaces (search_spaces: NNI and torch) are imported where settings are validated, not here: the CLI reads
-# the presets to build --help, which must not wait seconds for torch and NNI. Learner and pick names are checked
-# against their registries (search.registry), which import neither.
+# the presets to build --help, which must not wait seconds for torch and NNI.
 
-BEHAVIOURS = ("uniform", "egreedy", "multinomial", "on-policy")
-WEIGHT_MODES = ("mixed", "path")
-IMPORTANCE = ("per-decision", "trajectory")
-PRECISIONS = ("auto", "fp32", "bf16")  # auto: bf16 autocast on CUDA, fp32 elsewhere
-CHANNELS_LAST = ("auto", "on", "off")  # auto: on for CUDA
-COMPILE_MODES = ("off", "ops")  # ops: torch.compile each candidate op module once per stage
-REWARD_SOURCES = ("supernet", "table")  # accuracy through the shared weights | looked up in a benchmark table
 # How to compute, not what: the settings a resume may change (a search from its checkpoint, an ablation grid
 # from its runs' genotype.json or checkpoint); every other setting must be the record's (resume_differences).
 RUNTIME_SETTINGS = frozenset({"progress", "device", "devices", "precision", "channels_last", "compile", "threads"})
-STAGE_LISTS = ("layers", "ops_kept", "epochs", "warmup_epochs", "skip_dropout", "size_target", "size_exponent",
-               "flops_target", "flops_exponent", "metric_target", "metric_exponent", "zero_cost_target",
-               "zero_cost_exponent", "size_abs_penalty")
 
 
 def flag(help: str, **default: Any) -> Any:
@@ -68,10 +56,10 @@ class SearchSettings:
                              help="cells per stage, e.g. 5,11,17")
     ops_kept: list[int] = flag(default_factory=lambda: [5, 3, 1],
                                help="ops kept per edge after each stage, e.g. 5,3,1")
-    epochs: list[int] = flag(default_factory=lambda: [25, 25, 25],
+    epochs: list[int] = flag(default_factory=lambda: [25],
                              help="epochs per stage, e.g. 25,25,25 (the last may be 0 with final_pick=zero-cost: "
                                   "scored, not trained)")
-    warmup_epochs: list[int] = flag(default_factory=lambda: [10, 10, 10],
+    warmup_epochs: list[int] = flag(default_factory=lambda: [10],
                                     help="epochs per stage without controller updates")
     skip_dropout: list[float] = field(default_factory=lambda: [0.0, 0.4, 0.7])
     channels: int = 16
@@ -115,20 +103,20 @@ class SearchSettings:
     # --- reward: accuracy x (metric / target) ^ exponent, per stage; exponent 0 switches a term off
     size_target: list[float] = flag(default_factory=lambda: [6.4, 5.4, 4.4],
                                     help="parameter target per stage in M at evaluation size, e.g. 6.4,5.4,4.4")
-    size_exponent: list[float] = flag(default_factory=lambda: [0.0, 0.0, 0.0],
+    size_exponent: list[float] = flag(default_factory=lambda: [0.0],
                                       help="exponent w of (params/target)^w per stage, e.g. -0.45,-0.25,-0.2 (0 = "
                                            "off)")
     # TuNAS' absolute size term (Bender et al., CVPR 2020): reward - penalty * |params / size_target - 1|, per
     # stage; it costs a cell below its target as much as one above, where (P/T)^w with w < 0 pays a weight-sharing
     # search for the parameter-free cells it already favours (they need no training). 0 switches it off.
     size_abs_penalty: list[float] = field(default_factory=lambda: [0.0])
-    flops_target: list[float] = flag(default_factory=lambda: [600.0, 600.0, 600.0],  # M MACs at eval size
+    flops_target: list[float] = flag(default_factory=lambda: [600.0],  # M MACs at eval size
                                      help="FLOPs (MACs) target per stage in M")
-    flops_exponent: list[float] = flag(default_factory=lambda: [0.0, 0.0, 0.0],
+    flops_exponent: list[float] = flag(default_factory=lambda: [0.0],
                                        help="exponent of the FLOPs term per stage (0 = off)")
     metric: str | None = None  # "module:function" taking (family, architecture) -> float
-    metric_target: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])
-    metric_exponent: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    metric_target: list[float] = field(default_factory=lambda: [1.0])
+    metric_exponent: list[float] = field(default_factory=lambda: [0.0])
     # zero-cost term: (score of the cell's untrained network / target) ^ exponent, per stage (see zero_cost.py);
     # one entry by default, so it broadcasts to however many stages a search has
     zero_cost: str | None = None  # None (off) | a score of zero_cost_names | ens:a+b[+c...]
@@ -185,225 +173,24 @@ class SearchSettings:
         """Validation images per reward (and monitoring) batch."""
         return self.reward_batch_size or self.batch_size
 
+    @property
+    def family(self) -> Family:
+        """The space's family record (its preset holds it): the search hands this record down instead of a name
+        every consumer would look up again."""
+        from search_spaces.presets import space_preset  # NNI and torch: not at import (--help stays fast)
+
+        return space_preset(self.space).family
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     def validate(self) -> "SearchSettings":
-        """Every inconsistency in one clear line, before any data is loaded or any training starts."""
-        from search_spaces.families import get_family
-        from search_spaces.presets import SPACE_PRESETS, initial_edge_ops, space_preset
-
-        if self.space not in SPACE_PRESETS:
-            raise UserError(f"unknown space {self.space!r}; allowed: {', '.join(SPACE_PRESETS)}")
-        self._validate_numbers()
-        n = self.stages
-        if n < 1:
-            raise UserError("layers: need at least one stage")
-        for name in STAGE_LISTS:
-            value = getattr(self, name)
-            if len(value) != n:
-                raise UserError(f"{name}: has {len(value)} entries but layers has {n} stages; give one per stage "
-                                f"(or a single value for all)")
-        if self.controller not in LEARNERS:
-            raise UserError(f"unknown controller {self.controller!r}; allowed: {', '.join(LEARNERS)}")
-        if self.behaviour not in BEHAVIOURS:
-            raise UserError(f"unknown behaviour policy {self.behaviour!r}; allowed: {', '.join(BEHAVIOURS)}")
-        if self.weight_mode not in WEIGHT_MODES:
-            raise UserError(f"unknown weight mode {self.weight_mode!r}; allowed: {', '.join(WEIGHT_MODES)}")
-        if self.importance not in IMPORTANCE:
-            raise UserError(f"unknown importance weighting {self.importance!r}; allowed: {', '.join(IMPORTANCE)}")
-        if not 0.0 <= self.epsilon <= 1.0:
-            raise UserError(f"epsilon must be in [0, 1], got {self.epsilon}")
-        positive = {"temperature": self.temperature, "controller_lr": self.controller_lr, "lr": self.lr,
-                    "truncation": self.truncation, "batch_size": self.batch_size, "channels": self.channels,
-                    "rl_interval_steps": self.rl_interval_steps, "samples_per_update": self.samples_per_update,
-                    "eval_layers": self.eval_layers, "eval_channels": self.eval_channels,
-                    "recent_window": self.recent_window, "devices": self.devices}
-        for name, value in positive.items():
-            if not value > 0:
-                raise UserError(f"{name} must be > 0, got {value}")
-        if self.image_size is not None and not self.image_size >= 1:
-            raise UserError(f"image_size must be >= 1 pixel (or none: the images' own size), got {self.image_size}")
-        for name in ("reward_batch_size", "eval_images"):
-            value = getattr(self, name)
-            if value is not None and not value >= 1:
-                raise UserError(f"{name} must be >= 1 (or none: {'batch_size' if name == 'reward_batch_size' else 'the whole split'}), got {value}")
-        if self.reward_batch % self.devices:
-            raise UserError(f"reward_batch_size {self.reward_batch} does not split evenly over {self.devices} "
-                            f"devices; use a multiple of {self.devices}")
-        for name in ("zero_cost", "pick_zero_cost"):
-            if getattr(self, name) is not None:
-                try:
-                    components(getattr(self, name))  # a registered score or ens:a+b[+c...]
-                except ValueError as exc:  # its message names zero_cost: say which setting it was
-                    raise UserError(str(exc).replace("zero_cost", name, 1)) from None
-        if self.pick_zero_cost is not None:
-            if self.final_pick != "zero-cost":
-                raise UserError(f"pick_zero_cost is the score final_pick=zero-cost ranks the last space by, and "
-                                f"final_pick is {self.final_pick}: set final_pick=zero-cost or pick_zero_cost=none")
-        for name in ("zero_cost_layers", "zero_cost_channels", "zero_cost_images"):
-            if getattr(self, name) is not None and not getattr(self, name) >= 1:
-                raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.zero_cost is not None and (self.zero_cost_images or min(64, self.reward_batch)) < 2:
-            raise UserError(f"zero_cost_images must be >= 2 (it is {self.zero_cost_images or self.reward_batch}): "
-                            f"NASWOT compares the images' activation codes with each other, and one image gives "
-                            f"every cell the same score")
-        if self.zero_cost is not None and self.zero_cost_images is not None and self.zero_cost_images > self.reward_batch:
-            raise UserError(f"zero_cost_images ({self.zero_cost_images}) exceeds the reward batch "
-                            f"({self.reward_batch}) it is taken from")
-        if self.final_pick not in FINAL_PICKS:
-            raise UserError(f"unknown final_pick {self.final_pick!r}; allowed: {', '.join(FINAL_PICKS)}")
-        if self.final_pick == "zero-cost" and self.reward_source == "table":  # zero_cost=naswot is refused there too
-            raise UserError("final_pick=zero-cost scores the last space's cells on images, and reward_source=table "
-                            "loads none: choose final_pick=policy or best-sampled")
-        if self.final_pick == "zero-cost" and self.zero_cost is None:
-            raise UserError("final_pick=zero-cost ranks the last stage's cells by their zero-cost score, and "
-                            f"zero_cost is none: set zero_cost={ZERO_COST_SCORES[0]} (allowed: "
-                            f"{', '.join(ZERO_COST_SCORES)} or an ens: of them) or choose another final_pick")
-        if self.final_candidates < 1:
-            raise UserError(f"final_candidates must be >= 1, got {self.final_candidates}")
-        if self.size_budget is not None and not self.size_budget > 0:
-            raise UserError(f"size_budget must be > 0 M params (or none: no budget), got {self.size_budget}")
-        if not 1 <= self.size_budget_from_stage <= self.stages:
-            raise UserError(f"size_budget_from_stage must be a stage, 1 to {self.stages}, got "
-                            f"{self.size_budget_from_stage}")
-        for s, value in enumerate(self.size_abs_penalty, start=1):
-            if value < 0:
-                raise UserError(f"size_abs_penalty must be >= 0 (stage {s} has {value}); it is subtracted")
-        for name in ("size_target", "flops_target", "metric_target", "zero_cost_target"):
-            for s, value in enumerate(getattr(self, name), start=1):
-                if not value > 0:
-                    raise UserError(f"{name} must be > 0 (stage {s} has {value})")
-        if not 0.0 < self.train_portion < 1.0:
-            raise UserError(f"train_portion must be in (0, 1), got {self.train_portion}")
-        if not 0.0 <= self.baseline_decay < 1.0:
-            raise UserError(f"baseline_decay must be in [0, 1), got {self.baseline_decay}")
-        if self.replay_samples > self.replay_size:
-            raise UserError(f"replay_samples ({self.replay_samples}) exceeds replay_size ({self.replay_size})")
-        untrained_last = n > 1 and self.epochs[-1] == 0  # the pick scores its space whole (finish_untrained)
-        for s in range(n):
-            if untrained_last and s == n - 1:
-                if self.final_pick == "zero-cost":
-                    continue
-                trained = ",".join(str(e) for e in last_stage_trained(self.epochs))
-                raise UserError(f"epochs: the last stage has 0 (not trained), which only final_pick=zero-cost "
-                                f"allows (it scores that stage's space without training), and final_pick is "
-                                f"{self.final_pick}: train it (e.g. epochs={trained}) or set final_pick=zero-cost")
-            if self.epochs[s] < 1:
-                raise UserError(f"epochs must be >= 1 (stage {s + 1} has {self.epochs[s]}); only the last stage "
-                                f"may have 0 (not trained, with final_pick=zero-cost)")
-            if not 0 <= self.warmup_epochs[s] <= self.epochs[s]:
-                raise UserError(f"warmup_epochs must be in [0, epochs] (stage {s + 1}: {self.warmup_epochs[s]} "
-                                f"of {self.epochs[s]})")
-            if not 0.0 <= self.skip_dropout[s] < 1.0:
-                raise UserError(f"skip_dropout must be in [0, 1) (stage {s + 1} has {self.skip_dropout[s]})")
-        family = get_family(space_preset(self.space).family)
-        min_layers = family.min_layers
-        if any(layer < min_layers for layer in self.layers):
-            raise UserError(f"layers must be >= {min_layers} for the {self.space} space, got {self.layers}")
-        edge_ops = initial_edge_ops(self.space, self.nodes)
-        available = min(len(ops) for kind in edge_ops.values() for ops in kind.values())
-        for s, keep in enumerate(self.ops_kept, start=1):
-            if keep < 1 or keep > available:
-                raise UserError(f"ops_kept: stage {s} keeps {keep} ops per edge but its edges have {available}; "
-                                f"allowed 1..{available}")
-            if keep > available:
-                break
-            available = keep
-        if self.ops_kept[-1] != 1:
-            raise UserError(f"ops_kept: the last stage must keep 1 op per edge (the final architecture), "
-                            f"got {self.ops_kept[-1]}")
-        if self.metric is not None and ":" not in self.metric:
-            raise UserError(f"metric must be 'module:function', got {self.metric!r}")
-        if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
-            raise UserError(f"device must be auto, cpu or cuda[:N], got {self.device!r}")
-        for name, allowed in (("precision", PRECISIONS), ("channels_last", CHANNELS_LAST),
-                              ("compile", COMPILE_MODES)):
-            if getattr(self, name) not in allowed:
-                raise UserError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
-        self._validate_reward_source(family)
+        """Every inconsistency in one clear line, before any data is loaded or any training starts
+        (``settings_checks``, where the rules live)."""
+        check_settings(self)
         return self
 
-    def _validate_numbers(self) -> None:
-        """Non-finite numbers, seeds torch cannot take and counts below their minimum: a NaN learning rate or
-        a temperature of 1e-300 would otherwise train for a while and then fail somewhere unrelated."""
-        from nni_offpolicy.files.checkpoint import check_seed
-
-        for f in fields(self):
-            value = getattr(self, f.name)
-            items = value if isinstance(value, list) else [value]
-            for item in items:
-                if isinstance(item, float) and not math.isfinite(item):
-                    raise UserError(f"{f.name} must be a finite number, got {item}")
-        for name in ("seed", "split_seed"):
-            check_seed(getattr(self, name), name)
-        if not 1e-3 <= self.temperature <= 1e3:
-            raise UserError(f"temperature must be in [0.001, 1000], got {self.temperature}")
-        if not 0.0 <= self.momentum < 1.0:
-            raise UserError(f"momentum must be in [0, 1), got {self.momentum}")
-        for name in ("weight_decay", "lr_min", "entropy_weight"):
-            if getattr(self, name) < 0:
-                raise UserError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if not self.grad_clip > 0:
-            raise UserError(f"grad_clip must be > 0, got {self.grad_clip}")
-        if not 1 <= self.nodes <= 8:
-            raise UserError(f"nodes must be in 1..8 (intermediate nodes per cell), got {self.nodes}")
-        if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < 1:
-            raise UserError(f"max_steps_per_epoch must be >= 1 (or none: every batch), got {self.max_steps_per_epoch}")
-        for name in ("replay_size", "replay_samples", "threads", "max_skip_connect"):
-            if getattr(self, name) < 0:
-                raise UserError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.threads > thread_limit():  # threads=3000 aborted in libgomp
-            raise UserError(f"threads must be in 0..{thread_limit()} (0: torch's default; at most 4 per CPU core "
-                            f"here), got {self.threads}")
-        for name, limit in SIZE_LIMITS.items():  # layers: [3, 3, 1000000] was a MemoryError at stage 3
-            for value in getattr(self, name) if isinstance(getattr(self, name), list) else [getattr(self, name)]:
-                if value is not None and value > limit:
-                    raise UserError(f"{name} must be at most {limit}, got {value}")
-
-    def _validate_reward_source(self, family: Family) -> None:
-        """The table reward source is read here, so a missing file or column stops before anything is written."""
-        from nni_offpolicy.search import learners  # noqa: F401 (fills LEARNERS' classes: learns_from_rewards)
-
-        if self.reward_source not in REWARD_SOURCES:
-            raise UserError(f"unknown reward_source {self.reward_source!r}; allowed: {', '.join(REWARD_SOURCES)}")
-        if self.reward_source == "supernet":
-            if self.reward_table is not None:
-                raise UserError("reward_table is only read with reward_source=table; set both, or neither")
-            return
-        if not family.tables:
-            raise UserError(f"reward_source=table needs the nb201 space (benchmark tables are NAS-Bench-201), "
-                            f"got space {self.space}")
-        if not LEARNERS[self.controller].learns_from_rewards:
-            usable = " or ".join(name for name, learner in LEARNERS.items() if learner.learns_from_rewards)
-            raise UserError(f"reward_source=table has no gradient for controller={self.controller}: use {usable}")
-        if self.devices != 1:
-            raise UserError(f"reward_source=table trains no network, so devices must be 1, got {self.devices}")
-        if self.zero_cost is not None:
-            raise UserError(f"reward_source=table loads no images, so zero_cost={self.zero_cost} has nothing to "
-                            f"score: set zero_cost=none")
-        if not self.reward_table:
-            raise UserError("reward_source=table needs reward_table=TABLE.csv:COLUMN")
-        from nni_offpolicy.data.tables import open_table, reward_scale
-
-        table, column = open_table(self.reward_table)
-        reward_scale(table, table.single_column(column))
-
-
 StageRule = Callable[[int], list[float]]
-
-# Sizes past any network this runs (P-DARTS' largest: 20 cells of 36 channels; a supernet of 17): a typo like
-# layers: [3, 3, 1000000] is one line at validation, not a MemoryError when stage 3 is built.
-SIZE_LIMITS = {"layers": 200, "eval_layers": 200, "zero_cost_layers": 200, "channels": 2048, "eval_channels": 2048,
-               "zero_cost_channels": 2048}
-
-
-def thread_limit() -> int:
-    """The most torch threads a run may ask for: 4 per CPU core (at least 64, at most 1024)."""
-    import os
-
-    return min(1024, max(64, 4 * (os.cpu_count() or 1)))
-
 
 def last_stage_apart(early: float, last: float) -> StageRule:
     """A stage list as a rule of the stage count: ``early`` in every stage but the last, ``last`` there. A preset
@@ -423,14 +210,6 @@ NASWOT_TAPER: dict[str, Any] = dict(zero_cost="naswot", zero_cost_exponent=last_
 # cell of the whole last space on its evaluation-size network (final_pick=zero-cost). Inside that space the
 # supernet's accuracy ranks cells at chance, while NASWOT still orders them (README, the fresh-seed grids).
 NASWOT_RECIPE: dict[str, Any] = {**NASWOT_TAPER, "final_pick": "zero-cost"}
-
-
-def last_stage_trained(epochs: list[int]) -> list[int]:
-    """``epochs`` with an untrained last stage (0, the zero-cost pick's) trained as long as the stage before; any
-    other list as it is. What a pick that needs the last stage trained runs on such a preset."""
-    if len(epochs) > 1 and epochs[-1] == 0:
-        return [*epochs[:-1], epochs[-2]]
-    return epochs
 
 
 # What the DARTS presets run (ablate's offpolicy-size-abs-naswot): TuNAS' absolute size term around P-DARTS'
@@ -468,8 +247,8 @@ def plain_recipe(preset: str | None = None) -> dict[str, Any]:
 SEARCH_PRESETS: dict[str, dict[str, Any]] = {
     # The README's main job: embedded digits, small stages, a couple of minutes on 2 CPU cores; the small presets'
     # absolute size term (SMALL_SIZE_TERM).
-    "demo": dict(space="pdarts", dataset="digits", layers=[3, 4, 5], ops_kept=[4, 2, 1], epochs=[8, 8, 8],
-                 warmup_epochs=[3, 3, 3], skip_dropout=[0.0, 0.2, 0.4], channels=8, batch_size=32,
+    "demo": dict(space="pdarts", dataset="digits", layers=[3, 4, 5], ops_kept=[4, 2, 1], epochs=[8],
+                 warmup_epochs=[3], skip_dropout=[0.0, 0.2, 0.4], channels=8, batch_size=32,
                  weight_mode="path", behaviour="uniform", controller_lr=0.05, rl_interval_steps=4,
                  samples_per_update=8, **SMALL_SIZE_TERM,
                  eval_layers=8, eval_channels=16, train_portion=0.5, lr=0.05, threads=1),
@@ -478,7 +257,7 @@ SEARCH_PRESETS: dict[str, dict[str, Any]] = {
     # several steps an epoch, at most 20 steps an epoch and stage-end evaluations on 500 validation images so
     # 2,000 images stay a few minutes on a CPU. The demo's absolute size term (SMALL_SIZE_TERM).
     "own-small": dict(space="pdarts", dataset=None, image_size=32, layers=[3, 4, 5], ops_kept=[4, 2, 1],
-                      epochs=[6, 6, 6], warmup_epochs=[2, 2, 2], skip_dropout=[0.0, 0.2, 0.4], channels=8,
+                      epochs=[6], warmup_epochs=[2], skip_dropout=[0.0, 0.2, 0.4], channels=8,
                       batch_size=16, max_steps_per_epoch=20, eval_images=500, weight_mode="path",
                       behaviour="uniform", controller_lr=0.05, rl_interval_steps=4, samples_per_update=8,
                       **SMALL_SIZE_TERM, eval_layers=8, eval_channels=16, train_portion=0.5, lr=0.05, threads=1),
@@ -487,8 +266,8 @@ SEARCH_PRESETS: dict[str, dict[str, Any]] = {
     # taper) in place of the lab log's ratio term (targets 6.4/5.4/4.4 M, exponents -0.45/-0.25/-0.2), which
     # collapses to pooling cells; --set size_exponent=-0.45,-0.25,-0.2 --set size_target=6.4,5.4,4.4 --set
     # size_abs_penalty=0 --set zero_cost=none --set final_pick=policy runs the lab log's search (docs/method.md).
-    "pdarts": dict(space="pdarts", dataset="cifar10", layers=[5, 11, 17], ops_kept=[5, 3, 1], epochs=[25, 25, 25],
-                   warmup_epochs=[10, 10, 10], skip_dropout=[0.3, 0.6, 0.8], channels=16, batch_size=96,
+    "pdarts": dict(space="pdarts", dataset="cifar10", layers=[5, 11, 17], ops_kept=[5, 3, 1], epochs=[25],
+                   warmup_epochs=[10], skip_dropout=[0.3, 0.6, 0.8], channels=16, batch_size=96,
                    weight_mode="mixed", behaviour="uniform", controller_lr=5e-3, rl_interval_steps=10,
                    samples_per_update=10, **DARTS_RECIPE),
     # The pdarts search shrunk to run whole on 2 CPU cores (1 thread) in minutes, so DARTS-space grids of several
@@ -498,7 +277,7 @@ SEARCH_PRESETS: dict[str, dict[str, Any]] = {
     # batches and evaluations on the first 512 validation images. Params/FLOPs are priced at the protocol's
     # 20 x 36, where the size target is the published P-DARTS cell's 3.4 M.
     "pdarts-proxy": dict(space="pdarts", dataset="cifar10-jpeg", layers=[3, 4, 5], ops_kept=[5, 3, 1],
-                         epochs=[4, 4, 4], warmup_epochs=[2, 2, 2], skip_dropout=[0.3, 0.6, 0.8], channels=8,
+                         epochs=[4], warmup_epochs=[2], skip_dropout=[0.3, 0.6, 0.8], channels=8,
                          batch_size=64, max_steps_per_epoch=40, weight_mode="path", behaviour="uniform",
                          controller_lr=5e-3, rl_interval_steps=5, samples_per_update=8, reward_batch_size=128,
                          eval_images=512, **DARTS_RECIPE, eval_layers=20, eval_channels=36, threads=1),
@@ -508,9 +287,9 @@ SEARCH_PRESETS: dict[str, dict[str, Any]] = {
     # the answer, and with 5 cells per stack it would be the longest stage. Another pick (--set final_pick=...,
     # ablate's controls) trains it as long as the stage before (load_settings).
     "nb201": dict(space="nb201", dataset="cifar10", layers=[1, 3, 5], ops_kept=[3, 2, 1], epochs=[10, 10, 0],
-                  warmup_epochs=[4, 4, 4], skip_dropout=[0.0, 0.0, 0.0], channels=16, batch_size=96,
+                  warmup_epochs=[4], skip_dropout=[0.0], channels=16, batch_size=96,
                   weight_mode="path", behaviour="uniform", controller_lr=5e-3, rl_interval_steps=5,
-                  samples_per_update=10, size_target=[1.0, 1.0, 1.0], size_exponent=[0.0, 0.0, 0.0],
+                  samples_per_update=10, size_target=[1.0], size_exponent=[0.0],
                   **NASWOT_RECIPE, eval_layers=5, eval_channels=16),
     # The nb201 search shrunk to fit 2 CPU cores in minutes, so ablation grids of several variants x 3 seeds run
     # here: 1,1,2 cells per stack, 8 channels, epochs of 60 steps on the local CIFAR-10 archive; rewards on
@@ -520,10 +299,10 @@ SEARCH_PRESETS: dict[str, dict[str, Any]] = {
     # stage untrained as in nb201. (ablate's controls do not inherit it: every variant starts from the plain
     # reward and pick, and so trains the last stage 6 epochs.)
     "nb201-proxy": dict(space="nb201", dataset="cifar10-jpeg", layers=[1, 1, 2], ops_kept=[3, 2, 1],
-                        epochs=[6, 6, 0], warmup_epochs=[2, 2, 2], skip_dropout=[0.0, 0.0, 0.0], channels=8,
+                        epochs=[6, 6, 0], warmup_epochs=[2], skip_dropout=[0.0], channels=8,
                         batch_size=64, max_steps_per_epoch=60, weight_mode="path", behaviour="uniform",
                         controller_lr=5e-3, rl_interval_steps=10, samples_per_update=8, reward_batch_size=256,
-                        eval_images=2000, size_target=[1.0, 1.0, 1.0], size_exponent=[0.0, 0.0, 0.0],
+                        eval_images=2000, size_target=[1.0], size_exponent=[0.0],
                         **NASWOT_RECIPE,
                         eval_layers=5, eval_channels=16, threads=1),
 }

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from nni_offpolicy import settings as settings_module
+from nni_offpolicy import settings_checks
 from nni_offpolicy.search import zero_cost, zero_cost_names
 from nni_offpolicy.errors import UserError
 from nni_offpolicy.search.rewards import RewardModel
@@ -105,7 +105,7 @@ def test_reward_multiplies_in_the_zero_cost_term():
 
 
 def test_zero_cost_settings_are_checked():
-    assert settings_module.ZERO_COST_SCORES is zero_cost_names.ZERO_COST_SCORES  # one tuple, read by both
+    assert settings_checks.ZERO_COST_SCORES is zero_cost_names.ZERO_COST_SCORES  # one tuple, read by both
     assert load_settings("demo", {"zero_cost": "none"}).zero_cost is None
     with pytest.raises(UserError, match="unknown zero_cost score 'synflaw'; allowed: none, naswot, synflow, "):
         load_settings("demo", {"zero_cost": "synflaw"})
@@ -151,7 +151,7 @@ def test_a_bad_zero_cost_is_one_line_listing_what_is_allowed(value, expected):
 def test_settings_read_the_names_without_torch():
     """The names live in a torch-free module: importing the settings and checking a zero_cost value (what building
     the CLI parser may do) imports neither torch nor NNI."""
-    code = ("import sys; import nni_offpolicy.settings as s; from nni_offpolicy.search import zero_cost_names as z;"
+    code = ("import sys; import nni_offpolicy.settings, nni_offpolicy.settings_checks as s; from nni_offpolicy.search import zero_cost_names as z;"
             "assert z.components('ens:naswot+zico') == ('naswot', 'zico') and 'zico' in s.ZERO_COST_SCORES;"
             "print(sorted(m for m in ('torch', 'nni') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

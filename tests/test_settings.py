@@ -11,7 +11,8 @@ from nni_offpolicy.files import checkpoint as ckpt
 from nni_offpolicy.tools.ablate import plan_ablation
 from nni_offpolicy.errors import UserError
 from nni_offpolicy.search.checkpoint import RESUME_KEYS, load_resume_state
-from nni_offpolicy.settings import RUNTIME_SETTINGS, load_settings, resume_differences
+from nni_offpolicy.settings import (RUNTIME_SETTINGS, SEARCH_PRESETS, STAGE_LISTS, load_settings,
+                                    resume_differences)
 
 from fixtures import ONE_VALUE_PER_STAGE
 
@@ -80,6 +81,23 @@ def test_a_presets_stage_rule_follows_the_users_stage_count(tmp_path):
     config = tmp_path / "mine.yml"
     config.write_text("zero_cost_exponent: [3, 2, 1]\n")
     assert load_settings("nb201-proxy", config_file=config).zero_cost_exponent == [3.0, 2.0, 1.0]
+
+
+@pytest.mark.parametrize("preset", list(SEARCH_PRESETS))
+def test_another_stage_count_needs_only_the_lists_whose_stages_differ(preset):
+    """A list a user never touched and whose entries are all equal (flops_target 600, 600, 600; a preset's
+    epochs 8, 8, 8) follows the user's stage count; it was a length error naming a setting the user never gave
+    (`--set layers=1,2` on nb201-proxy: "flops_target: has 3 entries but layers has 2 stages")."""
+    values = SEARCH_PRESETS[preset]
+    differing = {name: value for name, value in values.items()
+                 if name in STAGE_LISTS and isinstance(value, list) and len(set(value)) > 1}
+    two = {name: ",".join(str(v) for v in value[-2:]) for name, value in differing.items()}
+    two.setdefault("ops_kept", "2,1")
+    if preset == "own-small":
+        two["dataset"] = "imagefolder:/nonexistent"  # read when the search starts, not here
+    settings = load_settings(preset, two)
+    assert settings.stages == 2 and all(len(getattr(settings, name)) == 2 for name in STAGE_LISTS)
+    assert settings.flops_target == [600.0, 600.0] and settings.metric_exponent == [0.0, 0.0]
 
 
 def test_the_nb201_presets_carry_the_naswot_recipe():

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from search_spaces.families import get_family
+from search_spaces.families import Family, as_family
 from search_spaces.ops import build_op, check_op_names
 
 with warnings.catch_warnings():  # thop 0.1.1 imports distutils
@@ -71,24 +71,24 @@ def profile_model(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[int, 
 
 # ---------------------------------------------------------------- architectures of either family
 
-def as_architecture(arch: Any, family: str) -> Any:
+def as_architecture(arch: Any, family: Family | str) -> Any:
     """Normalise and validate: a ``Genotype`` for "darts", a sample ``{'cell/op_j_i': op}`` for "nb201".
 
     Also accepted: a genotype dict (``genotype_to_dict``) or an NNI sample of the DARTS space
     (``normal/op_2_0``, ``normal/input_2``, ...); an NB201 arch string ``|op~0|+...``.
     """
-    return get_family(family).normalise(arch)
+    return as_family(family).normalise(arch)
 
 
-def build_eval_network(arch: Any, family: str, layers: int | None = None, channels: int | None = None,
+def build_eval_network(arch: Any, family: Family | str, layers: int | None = None, channels: int | None = None,
                        num_classes: int = 10, in_channels: int = 3, input_size: int = 32) -> nn.Module:
     """The evaluation network: ``NetworkCIFAR`` (``layers`` cells) or ``NB201EvalNetwork`` (``layers`` cells
     per stack), by the family's one builder (``Family.build_eval_network``, which retraining uses too).
     ``None`` sizes take the family's standard ones (``Family.eval_shape``)."""
-    return get_family(family).build_eval_network(arch, layers, channels, num_classes, in_channels, input_size)
+    return as_family(family).build_eval_network(arch, layers, channels, num_classes, in_channels, input_size)
 
 
-def genotype_cost(arch: Any, family: str, layers: int | None = None, channels: int | None = None,
+def genotype_cost(arch: Any, family: Family | str, layers: int | None = None, channels: int | None = None,
                   num_classes: int = 10, in_channels: int = 3, input_size: int = 32) -> tuple[int, int]:
     """``(params, flops)`` by building and profiling the full evaluation network: exact, about 1 s on CPU at
     20 cells of 36 channels. ``EvalCostModel`` gives the same numbers from a table."""
@@ -118,9 +118,9 @@ class EvalCostModel:
     (DARTS 20 cells, 36 channels; NB201 5 cells per stack, 16 channels).
     """
 
-    def __init__(self, family: str, layers: int | None = None, channels: int | None = None,
+    def __init__(self, family: Family | str, layers: int | None = None, channels: int | None = None,
                  num_classes: int = 10, in_channels: int = 3, input_size: int = 32):
-        self.spec = get_family(family)
+        self.spec = as_family(family)
         self.layers, self.channels = self.spec.eval_shape(layers, channels)
         self.family = family
         self.num_classes = num_classes

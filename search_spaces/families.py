@@ -300,6 +300,13 @@ def get_family(name: str) -> Family:
     return FAMILIES[name]
 
 
+def as_family(family: Family | str) -> Family:
+    """The record itself, or the one its name names. The search resolves its family once (``SearchSettings.family``)
+    and hands the record down; the public helpers it shares with users' scripts (``sample_to_arch``, the cost
+    model, the zero-cost scorer) also take the name a script or a file holds."""
+    return family if isinstance(family, Family) else get_family(family)
+
+
 def load_architecture(spec: str, index: int | None = None) -> tuple[str, Architecture]:
     """``("darts", Genotype)`` or ``("nb201", sample)`` from a built-in name, a ``Genotype(...)`` string, a
     NAS-Bench-201 arch string (``|op~0|+...``), or a JSON file (a genotype, a search's genotype.json, or an
@@ -344,6 +351,6 @@ def family_of_space(space: Any) -> Family | None:
     return next((f for f in FAMILIES.values() if isinstance(space, f.space_class)), None)
 
 
-def architecture_to_json(family: str, arch: Architecture) -> Any:
+def architecture_to_json(family: Family | str, arch: Architecture) -> Any:
     """What goes under ``genotype`` in our JSON files: a DARTS dict, or the NB201 arch string."""
-    return get_family(family).to_json(arch)
+    return as_family(family).to_json(arch)

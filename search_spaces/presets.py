@@ -6,7 +6,7 @@ from typing import Mapping, Sequence
 
 from nni.nas.nn.pytorch import ModelSpace
 
-from .families import EdgeOpLists, get_family
+from .families import DARTS, NB201, EdgeOpLists, Family
 from .ops import DARTS_OPS, NB201_OPS
 
 
@@ -17,22 +17,22 @@ class UnknownSpaceError(ValueError):
 @dataclass(frozen=True)
 class SpacePreset:
     name: str
-    family: str  # a name in families.FAMILIES
+    family: Family  # the record (families.FAMILIES): what consumers of a space use, never re-resolved
     ops: Mapping[str, Sequence[str]] = field(default_factory=dict)  # kind -> ops on every edge
     description: str = ""
 
 
 SPACE_PRESETS: dict[str, SpacePreset] = {
-    "darts": SpacePreset("darts", "darts", {"normal": DARTS_OPS, "reduce": DARTS_OPS},
+    "darts": SpacePreset("darts", DARTS, {"normal": DARTS_OPS, "reduce": DARTS_OPS},
                          "DARTS: 8 ops on every edge of normal and reduce cells"),
-    "pdarts": SpacePreset("pdarts", "darts", {"normal": DARTS_OPS, "reduce": DARTS_OPS},
+    "pdarts": SpacePreset("pdarts", DARTS, {"normal": DARTS_OPS, "reduce": DARTS_OPS},
                           "P-DARTS: the DARTS op set, shrunk per edge between stages"),
     "extended": SpacePreset(
-        "extended", "darts",
+        "extended", DARTS,
         {"normal": DARTS_OPS + ["conv_1x1", "conv_3x3"],
          "reduce": ["none", "skip_connect", "max_pool_3x3", "max_pool_5x5", "max_pool_7x7", "avg_pool_3x3"]},
         "the lab log's 10/6 set: DARTS + conv_1x1, conv_3x3 in normal cells; pools and skip in reduce cells"),
-    "nb201": SpacePreset("nb201", "nb201", {"cell": NB201_OPS}, "NAS-Bench-201: one cell, 6 edges, 5 ops"),
+    "nb201": SpacePreset("nb201", NB201, {"cell": NB201_OPS}, "NAS-Bench-201: one cell, 6 edges, 5 ops"),
 }
 
 
@@ -45,7 +45,7 @@ def space_preset(name: str) -> SpacePreset:
 def initial_edge_ops(name: str, nodes: int = 4) -> EdgeOpLists:
     """Every edge of every cell kind with the preset's full op list."""
     preset = space_preset(name)
-    return get_family(preset.family).expand_kinds(preset.ops, nodes)
+    return preset.family.expand_kinds(preset.ops, nodes)
 
 
 def build_space(name: str, edge_ops: EdgeOpLists | None = None, layers: int | None = None, channels: int = 16,
@@ -56,4 +56,4 @@ def build_space(name: str, edge_ops: EdgeOpLists | None = None, layers: int | No
     """
     preset = space_preset(name)
     edge_ops = edge_ops or initial_edge_ops(name, nodes)
-    return get_family(preset.family).build_space(edge_ops, layers, channels, num_classes, in_channels, nodes)
+    return preset.family.build_space(edge_ops, layers, channels, num_classes, in_channels, nodes)

@@ -25,7 +25,7 @@ def test_registry_lists_both_families_and_every_preset_names_one():
     assert list(FAMILIES) == ["darts", "nb201"]
     for name, family in FAMILIES.items():
         assert get_family(name) is family and family.name == name
-    assert {preset.family for preset in SPACE_PRESETS.values()} == set(FAMILIES)
+    assert {preset.family.name for preset in SPACE_PRESETS.values()} == set(FAMILIES)
     assert get_family("darts").kinds == ["normal", "reduce"] and get_family("nb201").kinds == ["cell"]
     assert len(get_family("darts").edge_keys(4)) == 14 and len(get_family("nb201").edge_keys()) == 6
     assert pickle.loads(pickle.dumps(get_family("nb201"))) is get_family("nb201")  # by name: it holds functions
@@ -116,3 +116,34 @@ def test_the_search_space_package_does_not_import_the_searcher():
              for k, line in enumerate(text.splitlines(), start=1)
              if re.match(r"(from|import)\s+nni_offpolicy\b", line)]  # module level only
     assert not found, found
+
+
+class CountingFamilies(dict):
+    """``FAMILIES`` that counts the names looked up in it (``get_family`` asks ``name in FAMILIES`` first)."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.lookups: list[str] = []
+
+    def __contains__(self, name):
+        self.lookups.append(name)
+        return super().__contains__(name)
+
+
+@pytest.mark.parametrize("preset, extra", [("demo", {}), ("nb201", {"layers": "1,1,1", "ops_kept": "3,2,1",
+                                                                    "eval_layers": 1})])
+def test_a_search_hands_its_family_record_down_and_never_looks_up_its_name(tmp_path, monkeypatch, preset, extra):
+    """Issue 28: the space's preset holds the record, settings hand it to the search, and nothing from validation
+    to genotype.json resolves the name again (six lookups from five modules before)."""
+    from fixtures import TINY
+
+    from nni_offpolicy.search.loop import run_search
+    from nni_offpolicy.settings import load_settings
+    from search_spaces import families
+
+    counting = CountingFamilies(families.FAMILIES)
+    monkeypatch.setattr(families, "FAMILIES", counting)
+    settings = load_settings(preset, {**TINY, **extra, "dataset": "digits"})
+    doc = run_search(settings, tmp_path)
+    assert counting.lookups == []
+    assert settings.family is get_family(doc["family"]) and doc["family"] == settings.family.name

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from search_spaces.families import EdgeOpLists
+from search_spaces.families import EdgeOpLists, Family
 
 from nni_offpolicy.search.progressive import Probabilities, derive, sample_to_arch
 from nni_offpolicy.search.rewards import RewardModel
@@ -23,7 +23,7 @@ class BudgetFit:
     size by the search's own cost model) is within ``budget`` M params; ``op_params``: the ordering by which
     "cheaper" is meant (an op's parameters on one edge; the same order at every edge of a cell)."""
 
-    def __init__(self, rewards: RewardModel, family: str, nodes: int, budget_m: float, ops: list[str],
+    def __init__(self, rewards: RewardModel, family: Family, nodes: int, budget_m: float, ops: list[str],
                  probs: Probabilities, max_skip_connect: int):
         self.rewards, self.family, self.nodes, self.budget_m = rewards, family, nodes, budget_m
         self.max_skip_connect = max_skip_connect
@@ -47,7 +47,7 @@ def all_ops(edge_ops: EdgeOpLists) -> list[str]:
     return sorted({op for edges in edge_ops.values() for ops in edges.values() for op in ops})
 
 
-def budget_fit(rewards: RewardModel, family: str, nodes: int, budget_m: float | None, edge_ops: EdgeOpLists,
+def budget_fit(rewards: RewardModel, family: Family, nodes: int, budget_m: float | None, edge_ops: EdgeOpLists,
                probs: Mapping[str, Mapping[str, float]], max_skip_connect: int) -> BudgetFit | None:
     """The shrink's budget test for a search with a hard budget; None without one."""
     if budget_m is None:

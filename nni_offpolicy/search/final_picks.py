@@ -22,6 +22,8 @@ from nni_offpolicy.search.registry import FINAL_PICKS, fill
 from nni_offpolicy.search.space_cells import space_samples, within
 
 if TYPE_CHECKING:
+    from search_spaces.families import Family
+
     from nni_offpolicy.search.rewards import RewardModel
     from nni_offpolicy.settings import SearchSettings
 
@@ -30,7 +32,7 @@ class PickSource(Protocol):
     """What a pick reads of the search (``search.loop.ProgressiveSearch`` and the table source's subclass)."""
 
     settings: "SearchSettings"
-    family: str
+    family: "Family"  # the record (SearchSettings.family), not its name
     tracker: Any  # search.tracker.Tracker: ranked_cells(), the last stage's sampled cells by mean reward
     rewards: "RewardModel"
     progress: bool

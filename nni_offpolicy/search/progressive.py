@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import torch
 
-from search_spaces.families import EdgeOpLists, get_family
+from search_spaces.families import EdgeOpLists, Family, as_family
 from search_spaces.genotypes import Architecture
 
 from nni_offpolicy.search.controller import Decision, OffPolicyController
@@ -22,9 +22,9 @@ Probabilities = Mapping[str, Mapping[str, float]]  # label -> option -> probabil
 INPUT_RULES = ("pair", "edge_strength")
 
 
-def build_decisions(family: str, edge_ops: EdgeOpLists) -> list[Decision]:
+def build_decisions(family: Family | str, edge_ops: EdgeOpLists) -> list[Decision]:
     """One op decision per edge; where the family's nodes pick inputs, one input-pair decision per node."""
-    picks_inputs = get_family(family).picks_inputs
+    picks_inputs = as_family(family).picks_inputs
     decisions = []
     for kind, edges in edge_ops.items():
         for key, ops in edges.items():
@@ -36,7 +36,7 @@ def build_decisions(family: str, edge_ops: EdgeOpLists) -> list[Decision]:
     return decisions
 
 
-def stage_controller(s: "SearchSettings", family: str, edge_ops: dict, stage: int) -> OffPolicyController:
+def stage_controller(s: "SearchSettings", family: Family, edge_ops: dict, stage: int) -> OffPolicyController:
     """A stage's fresh controller over its op lists (whatever scores the samples: supernet or table)."""
     return OffPolicyController(
         build_decisions(family, edge_ops), behaviour=s.behaviour, epsilon=s.epsilon,
@@ -109,7 +109,7 @@ def _best_op(ops: list[str], p: Mapping[str, float], banned: set[str]) -> str | 
     return max(allowed, key=lambda o: (p[o], -ops.index(o))) if allowed else None
 
 
-def derive(family: str, edge_ops: EdgeOpLists, probs: Probabilities, max_skip_connect: int = 2,
+def derive(family: Family | str, edge_ops: EdgeOpLists, probs: Probabilities, max_skip_connect: int = 2,
            generator: torch.Generator | None = None, inputs: str = "pair") -> dict[str, Any]:
     """The final architecture as an NNI sample dict.
 
@@ -126,7 +126,7 @@ def derive(family: str, edge_ops: EdgeOpLists, probs: Probabilities, max_skip_co
         raise ValueError(f"unknown input rule {inputs!r}; allowed: {', '.join(INPUT_RULES)}")
     if generator is not None:
         probs = random_scores(probs, generator)
-    if not get_family(family).picks_inputs:
+    if not as_family(family).picks_inputs:
         return {f"{kind}/op_{key}": max(ops, key=lambda o: (probs[f"{kind}/op_{key}"][o], -ops.index(o)))
                 for kind, edges in edge_ops.items() for key, ops in edges.items()}
     banned: dict[str, set[str]] = {}
@@ -157,11 +157,11 @@ def derive(family: str, edge_ops: EdgeOpLists, probs: Probabilities, max_skip_co
         banned.setdefault(weakest, set()).add("skip_connect")
 
 
-def derivable(family: str, sample: Mapping[str, Any], max_skip_connect: int = 2) -> bool:
+def derivable(family: Family | str, sample: Mapping[str, Any], max_skip_connect: int = 2) -> bool:
     """Whether ``derive``'s rules could have produced this (sampled) cell: where nodes pick inputs, no chosen
     edge is ``none`` and the normal cell has at most ``max_skip_connect`` skip-connects (P-DARTS). A final pick
     among sampled cells keeps to them, so that its answer is the kind of cell the derivation gives."""
-    if not get_family(family).picks_inputs:
+    if not as_family(family).picks_inputs:
         return True
     chosen = [sample[f"{kind}/op_{j}_{i}"] for kind in ("normal", "reduce")
               for j in sorted({int(k.split("/input_")[1]) for k in sample if k.startswith(f"{kind}/input_")})
@@ -171,11 +171,11 @@ def derivable(family: str, sample: Mapping[str, Any], max_skip_connect: int = 2)
     return "none" not in chosen and normal_skips <= max_skip_connect
 
 
-def sample_to_arch(family: str, sample: Mapping[str, Any], nodes: int = 4) -> Architecture:
+def sample_to_arch(family: Family | str, sample: Mapping[str, Any], nodes: int = 4) -> Architecture:
     """What the reward's metrics and the eval network take: a Genotype, or the NB201 sample itself."""
-    return get_family(family).from_sample(sample, nodes)
+    return as_family(family).from_sample(sample, nodes)
 
 
-def arch_key(family: str, sample: Mapping[str, Any], nodes: int = 4) -> str:
+def arch_key(family: Family | str, sample: Mapping[str, Any], nodes: int = 4) -> str:
     """The one-line text of the sample's architecture (equal for equal cells)."""
-    return get_family(family).arch_key(sample, nodes)
+    return as_family(family).arch_key(sample, nodes)

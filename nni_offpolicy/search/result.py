@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from search_spaces.families import architecture_to_json, get_family
+from search_spaces.families import architecture_to_json
 
 from nni_offpolicy.search.progressive import arch_key, sample_to_arch
 
@@ -35,7 +35,7 @@ class ResultBuilder:
         metrics = search.rewards.metrics(arch, key)
         params, flops = search.rewards.price(arch)
         doc: dict[str, Any] = {
-            "family": family, "space": s.space,
+            "family": family.name, "space": s.space,
             "genotype": architecture_to_json(family, arch), "sample": derived,
             "params": params, "params_m": params / 1e6, "flops": flops, "flops_m": flops / 1e6,
             "eval_size": {"layers": s.eval_layers, "channels": s.eval_channels, "input_size": search.input_size,
@@ -44,8 +44,7 @@ class ResultBuilder:
             "valid_images": sum(int(y.shape[0]) for _, y in search.valid_batches[:search.eval_batches]),
             "derived_reward": search.rewards.reward(acc / 100.0, metrics, s.stages - 1),
         }
-        spec = get_family(family)
-        doc[spec.text_field] = spec.to_text(arch)  # "arch" (NB201 string) or "genotype_str" (Genotype(...))
+        doc[family.text_field] = family.to_text(arch)  # "arch" (NB201 string) or "genotype_str" (Genotype(...))
         if s.size_budget is not None:
             # a hard budget the answer breaks (no sampled or derived cell of the last stage's space fits it)
             # must say so rather than pass for one within it

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import torch
 
-from search_spaces.families import EdgeOpLists
+from search_spaces.families import EdgeOpLists, Family, as_family
 from search_spaces.presets import initial_edge_ops
 
 from nni_offpolicy.errors import UserError
@@ -132,14 +132,14 @@ def zero_cost_probe_size(settings: SearchSettings) -> int:
 
 
 class RewardModel:
-    def __init__(self, settings: SearchSettings, family: str, num_classes: int, in_channels: int, input_size: int,
+    def __init__(self, settings: SearchSettings, family: Family | str, num_classes: int, in_channels: int, input_size: int,
                  custom_metric: MetricFn | None = None, probe_images: torch.Tensor | None = None,
                  probe_labels: torch.Tensor | None = None, reference_ops: EdgeOpLists | None = None):
         """``probe_images`` and ``probe_labels``: the batch a zero-cost score looks at (the images are needed when
         ``settings.zero_cost`` is set, the labels by the scores that take a loss). ``reference_ops``: the space an
         ensemble's reference cells are drawn from (default the settings' space, whole)."""
         self.settings = settings
-        self.family = family
+        self.family = as_family(family)
         self.cost = EvalCostModel(family, layers=settings.eval_layers, channels=settings.eval_channels,
                                   num_classes=num_classes, in_channels=in_channels, input_size=input_size)
         self.custom = custom_metric or (load_metric(settings.metric) if settings.metric else None)
@@ -172,7 +172,7 @@ class RewardModel:
         out = {"params_m": params / 1e6, "flops_m": flops / 1e6}
         if self.custom is not None:
             if key not in self._custom_cache:
-                self._custom_cache[key] = float(self.custom(self.family, arch))
+                self._custom_cache[key] = float(self.custom(self.family.name, arch))
             out["metric"] = self._custom_cache[key]
         if self.zero_cost is not None:
             out["zero_cost"] = self.zero_cost(arch, key)

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from search_spaces.families import EdgeOpLists
+from search_spaces.families import EdgeOpLists, Family
 
 from nni_offpolicy.profiling import EvalCostModel, build_eval_network
 from nni_offpolicy.search.controller import OffPolicyController
@@ -309,7 +309,7 @@ def percentile(value: float, reference: Sequence[float]) -> float:
     return (1 + below + equal / 2) / (len(reference) + 1)
 
 
-def reference_cells(family: str, edge_ops: EdgeOpLists, nodes: int = 4, size: int = REFERENCE_SIZE,
+def reference_cells(family: Family | str, edge_ops: EdgeOpLists, nodes: int = 4, size: int = REFERENCE_SIZE,
                     seed: int = REFERENCE_SEED) -> dict[str, Any]:
     """``size`` cells drawn by the search's own sampler (a controller's uniform behaviour policy) over
     ``edge_ops`` with a fixed ``seed``, by key (a cell drawn twice counts once)."""
@@ -341,7 +341,7 @@ class ZeroCostScorer:
     ``labels``: the probe batch's labels, needed by the scores that take a loss (``Score.labels``).
     """
 
-    def __init__(self, family: str, images: torch.Tensor, layers: int, channels: int, num_classes: int,
+    def __init__(self, family: Family | str, images: torch.Tensor, layers: int, channels: int, num_classes: int,
                  score: str = "naswot", labels: torch.Tensor | None = None,
                  reference_ops: EdgeOpLists | None = None, nodes: int = 4, reference_size: int = REFERENCE_SIZE):
         self.components = components(score)  # ValueError naming what is allowed

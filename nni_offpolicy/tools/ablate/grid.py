@@ -10,8 +10,6 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from search_spaces.families import get_family
-
 from nni_offpolicy.errors import UserError
 from nni_offpolicy.files import checkpoint as ckpt
 from nni_offpolicy.files.atomic import check_writable_folder
@@ -187,7 +185,7 @@ def _run_ablation(plan: Plan, log: Log | None = None, jobs: int = 1) -> dict[str
             rows[-1]["retrain_params_m"] = result["params_m"]
     reference: list[dict[str, Any]] = []
     if plan.retrain_epochs is not None:
-        if REFERENCE_GENOTYPE in get_family(plan.family).published:
+        if REFERENCE_GENOTYPE in plan.family.published:
             any_doc = json.loads((plan.runs[0].dir / GENOTYPE_FILE).read_text())
             for seed in plan.seeds:
                 settings = retrain_settings(plan, plan.runs[0].settings, any_doc, seed, genotype=REFERENCE_GENOTYPE)

@@ -23,7 +23,7 @@ from nni_offpolicy.tools.ablate.plan import Log, Plan
 
 def open_grid_table(plan: Plan, spec: str) -> tuple[Any, str]:
     """The benchmark table and its one column, checked before anything runs."""
-    if not get_family(plan.family).tables:
+    if not plan.family.tables:
         raise UserError(f"--table: benchmark tables are NAS-Bench-201, but this grid searches the "
                         f"{plan.runs[0].settings.space} space (DARTS family); use --space nb201 or a nb201 preset")
     table, column = open_table(spec)
@@ -35,7 +35,7 @@ def open_grid_surrogate(plan: Plan, spec: str) -> Any:
     from nni_offpolicy.data.surrogate import NODES, open_surrogate
 
     s = plan.runs[0].settings
-    if get_family(plan.family).tables:
+    if plan.family.tables:
         raise UserError(f"--surrogate: the NB301 surrogate judges DARTS cells, but this grid searches the {s.space} "
                         f"space (NAS-Bench-201); use --table for NB201 grids")
     if s.nodes != NODES:

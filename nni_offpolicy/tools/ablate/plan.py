@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
-
-from search_spaces.presets import space_preset
+from typing import TYPE_CHECKING, Any, Callable
 
 from nni_offpolicy.settings import SearchSettings
+
+if TYPE_CHECKING:
+    from search_spaces.families import Family
 
 Log = Callable[[str], None]
 
@@ -45,5 +46,5 @@ class Plan:
     budget_eval_size: dict = field(default_factory=dict)  # the runs' evaluation size, from their genotype.json
 
     @property
-    def family(self) -> str:
-        return space_preset(self.runs[0].settings.space).family
+    def family(self) -> Family:
+        return self.runs[0].settings.family

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from search_spaces.presets import build_space, initial_edge_ops, space_preset
+from search_spaces.presets import build_space, initial_edge_ops
 
 from nni_offpolicy.files import checkpoint as ckpt
 from nni_offpolicy.search.budget import budget_fit
@@ -46,6 +46,7 @@ from nni_offpolicy.search.rewards import RewardModel, probe_metric
 from nni_offpolicy.files.run_folder import (GENOTYPE_FILE, FolderKind, check_resume_flags, check_run_folder,
                                            claim_run_folder, refuse_existing_run)
 from nni_offpolicy.search.checkpoint import CHECKPOINT, RESUME_KEYS, SearchCheckpoint, load_resume_state  # noqa: F401
+from nni_offpolicy.search.records import epoch_record, global_epoch, stage_record
 from nni_offpolicy.search.result import ResultBuilder
 from nni_offpolicy.settings import SearchSettings
 from nni_offpolicy.search.supernet import Supernet
@@ -112,7 +113,7 @@ class ProgressiveSearch:
         self.device = device = replicas.device
         progress = progress and replicas.is_main
         self.initial_ops = initial_ops
-        self.family = space_preset(settings.space).family
+        self.family = settings.family  # the record, resolved once by the settings
         self.num_classes, self.in_channels = train_set.num_classes, train_set.in_channels
         self.input_size = train_set.input_size
         self.accel = Accel.from_settings(settings, device)
@@ -158,7 +159,7 @@ class ProgressiveSearch:
                 for e in range(epoch, s.epochs[stage]):
                     self.train_epoch(run, e, logger)
                     self.checkpoint.save(stage, e + 1, edge_ops, run, logger.lines)
-                summary = self.finish_stage(run)
+                summary = stage_record(self, run)
                 self.stage_summaries.append(summary)
                 if stage + 1 < s.stages:
                     edge_ops, swaps = self.shrink(run, edge_ops)
@@ -183,9 +184,6 @@ class ProgressiveSearch:
         return shrink(edge_ops, probs, s.ops_kept[run.stage], generator=chooser,
                       fits=fits, op_price=fits.op_params if fits else None)
 
-    def _global_epoch(self, stage: int, epoch: int) -> int:
-        return sum(self.settings.epochs[:stage]) + epoch
-
     def train_epoch(self, run: StageRun, epoch: int, logger: RunLogger) -> None:
         s, stage = self.settings, run.stage
         supernet, controller = run.supernet, run.controller
@@ -193,7 +191,6 @@ class ProgressiveSearch:
         epochs = s.epochs[stage]
         skip_p = s.skip_dropout[stage] * (epochs - epoch - 1) / epochs  # P-DARTS' linear decay
         supernet.set_skip_dropout(skip_p)
-        global_epoch = self._global_epoch(stage, epoch)
         steps = len(self.train_loader)
         if s.max_steps_per_epoch:
             steps = min(steps, s.max_steps_per_epoch)
@@ -208,7 +205,7 @@ class ProgressiveSearch:
         bar = tqdm(total=steps, desc=f"stage {stage + 1}/{s.stages} epoch {epoch + 1}/{epochs}", leave=False,
                    disable=not bars_wanted(self.progress), file=sys.stderr, dynamic_ncols=True)
         replicas = self.replicas
-        for step, batch in enumerate(self.train_loader.epoch(global_epoch)):
+        for step, batch in enumerate(self.train_loader.epoch(global_epoch(s, stage, epoch))):
             if step >= steps:
                 break
             x, y = replicas.shard(*batch)
@@ -240,8 +237,15 @@ class ProgressiveSearch:
         totals = replicas.sum(torch.stack([correct.float(), loss_sum.float(),
                                            torch.tensor(float(seen), device=self.device)]))
         correct, loss_sum, seen = totals[0], totals[1], int(totals[2])
-        record = self.end_of_epoch(run, epoch, global_epoch, float(loss_sum) / max(seen, 1),
-                                   100.0 * float(correct) / max(seen, 1), epoch_rewards, seconds)
+        greedy = self.greedy_sample(run)
+        # monitoring never walks more than the eval_images a user allowed evaluations (a CPU proxy's 512 images
+        # were 2,560 here, a third of its epoch time)
+        monitor = min(MONITOR_BATCHES, self.eval_batches)
+        greedy_acc = self.evaluate(run, greedy, batches=monitor)
+        valid_acc = self.evaluate(run, None, batches=monitor) if s.weight_mode == "mixed" else greedy_acc
+        record = epoch_record(self, run, epoch, greedy, greedy_acc, seconds, epoch_rewards,
+                              train_loss=float(loss_sum) / max(seen, 1), train_acc=100.0 * float(correct) / max(seen, 1),
+                              valid_acc=valid_acc, lr=run.optimizer.param_groups[0]["lr"])
         record.update(steps=steps, peak_memory_gb=peak_memory_gb(self.device))
         self.publish_epoch(run, logger, record, stage)
         if self.progress:
@@ -319,51 +323,6 @@ class ProgressiveSearch:
         any (``finish_untrained``), else ``run``'s own."""
         return make_final_pick(self).answer(run, self.pick_space or run.edge_ops)
 
-    def end_of_epoch(self, run: StageRun, epoch: int, global_epoch: int, train_loss: float, train_acc: float,
-                     rewards: list[float], seconds: float) -> dict[str, Any]:
-        s = self.settings
-        greedy = self.greedy_sample(run)
-        # monitoring never walks more than the eval_images a user allowed evaluations (a CPU proxy's 512 images
-        # were 2,560 here, a third of its epoch time)
-        monitor = min(MONITOR_BATCHES, self.eval_batches)
-        greedy_acc = self.evaluate(run, greedy, batches=monitor)
-        valid_acc = self.evaluate(run, None, batches=monitor) if s.weight_mode == "mixed" else greedy_acc
-        metrics = self.rewards.metrics(sample_to_arch(self.family, greedy, s.nodes), arch_key(self.family, greedy, s.nodes))
-        record = {
-            "stage": run.stage + 1, "epoch": epoch + 1, "global_epoch": global_epoch + 1,
-            "total_epochs": self.total_epochs, "train_loss": train_loss, "train_acc": train_acc,
-            "valid_acc": valid_acc, "greedy_acc": greedy_acc,
-            "greedy_reward": self.rewards.reward(greedy_acc / 100.0, metrics, run.stage),
-            "greedy_params_m": metrics["params_m"], "greedy_flops_m": metrics["flops_m"],
-            "lr": run.optimizer.param_groups[0]["lr"], "seconds": seconds,
-            "controller_updates": self.tracker.updates,
-        }
-        if rewards:
-            record.update(reward_mean=sum(rewards) / len(rewards), reward_max=max(rewards))
-        return record
-
-    def matthew(self, run: StageRun) -> dict[str, float]:
-        """Share of op decisions whose argmax never moved after warm-up, and the share of the most frequent
-        argmax op across edges: both near 1 mean one op took every edge early (winner-take-all)."""
-        ops = self.learner.picked_ops(run.controller, lambda: self.greedy_sample(run))
-        return {"argmax_frozen_share": self.tracker.frozen_share([d.label for d in run.controller.decisions
-                                                                  if d.kind == "op"]),
-                "top_op_share": max(ops.count(o) for o in set(ops)) / len(ops)}
-
-    def finish_stage(self, run: StageRun) -> dict[str, Any]:
-        """The stage's record; its evaluations' seconds too, so a benchmark can account for them. The supernet's
-        own accuracy on the whole validation split (mixed: the weighted sum; path: the greedy path) shows whether
-        a faster way of computing still trains as well."""
-        self.replicas.check_in_step(run.supernet, f"at the end of stage {run.stage + 1}")
-        started = time.time()
-        greedy = self.greedy_sample(run)
-        greedy_acc = self.evaluate(run, greedy)
-        supernet_acc = self.evaluate(run, None) if self.settings.weight_mode == "mixed" else greedy_acc
-        return {"stage": run.stage + 1, "layers": self.settings.layers[run.stage], "edge_ops": run.edge_ops,
-                "probabilities": run.controller.probabilities(), "greedy_sample": greedy,
-                "greedy_valid_acc": greedy_acc, "supernet_valid_acc": supernet_acc, **self.matthew(run),
-                "eval_seconds": time.time() - started}
-
     def finish_untrained(self, run: StageRun, stage: int, edge_ops: dict) -> dict[str, Any]:
         """The answer of a search whose last stage has 0 epochs (``final_pick=zero-cost`` only): that stage's
         space, what the last shrink kept, is scored whole by the pick, which needs no training, so training it
@@ -440,7 +399,7 @@ def _run_locked(settings: SearchSettings, out: Path, resume: bool, on_epoch: Epo
     if data is not None:
         check_split_batches(settings, data)
     if settings.metric:
-        probe_metric(settings.metric, space_preset(settings.space).family, known_architecture(settings, initial_ops))
+        probe_metric(settings.metric, settings.family.name, known_architecture(settings, initial_ops))
     if resume_state is not None:  # the files it read must be the ones the checkpoint's run read
         check_resume_inputs(resume_state.get("inputs"), search_inputs(settings), out / CHECKPOINT)
     # every check passed: only now is anything in the folder changed
@@ -482,7 +441,7 @@ def suggested_batch_size(train_images: int) -> int:
 def known_architecture(settings: SearchSettings, initial_ops: dict | None = None) -> Any:
     """An architecture of the search's own space (the derivation under uniform probabilities): what a metric
     is probed on before any training."""
-    family = space_preset(settings.space).family
+    family = settings.family
     edge_ops = initial_ops or initial_edge_ops(settings.space, settings.nodes)
     probs = OffPolicyController(build_decisions(family, edge_ops)).probabilities()
     sample = derive(family, edge_ops, probs, settings.max_skip_connect)

@@ -26,13 +26,16 @@ import torch
 
 from nni_offpolicy.files import checkpoint as ckpt
 from nni_offpolicy.search.monitor import RunLogger, update_tag
-from nni_offpolicy.search.progressive import arch_key, sample_to_arch, stage_controller
+from nni_offpolicy.search.progressive import arch_key, stage_controller
+from nni_offpolicy.search.records import epoch_record
 from nni_offpolicy.search.replicas import Replicas
 from nni_offpolicy.search.rewards import RewardModel
 from nni_offpolicy.settings import SearchSettings
 from nni_offpolicy.data.tables import open_table, reward_scale
 
 if TYPE_CHECKING:  # annotations only: the loop imports this module, never the other way round
+    from search_spaces.families import Family
+
     from nni_offpolicy.search.loop import EpochCallback
 
 # Datasets whose shapes are fixed by definition (so their files, which may not be here, need not be read).
@@ -109,7 +112,7 @@ class TableScoring:
     it is mixed into: this module never imports the loop."""
 
     settings: SearchSettings
-    family: str
+    family: "Family"
 
     def __init__(self, settings: SearchSettings, output_dir: Path, shape: DataShape,
                  on_epoch: "EpochCallback | None" = None, progress: bool = True, initial_ops: dict | None = None):
@@ -117,7 +120,7 @@ class TableScoring:
         self.settings, self.dir = settings, output_dir
         self.replicas = Replicas(torch.device("cpu"))
         self.device = self.replicas.device
-        self.initial_ops, self.family = initial_ops, "nb201"
+        self.initial_ops, self.family = initial_ops, settings.family  # nb201: validated
         self.num_classes, self.in_channels, self.input_size = shape.num_classes, shape.in_channels, shape.input_size
         self.table, column = open_table(settings.reward_table)
         self.column = self.table.single_column(column)
@@ -152,7 +155,6 @@ class TableScoring:
         """The supernet loop's schedule without its weight steps: the same steps, controller steps at the same
         ones after the warm-up, one record per epoch."""
         s, stage = self.settings, run.stage
-        global_epoch = self._global_epoch(stage, epoch)
         controlling = epoch >= s.warmup_epochs[stage]
         rewards: list[float] = []
         step_stats: dict[str, list[float]] = {}
@@ -172,17 +174,9 @@ class TableScoring:
         seconds = time.time() - started
         greedy = self.greedy_sample(run)
         greedy_acc = self.evaluate(run, greedy)
-        metrics = self.rewards.metrics(sample_to_arch(self.family, greedy, s.nodes),
-                                       arch_key(self.family, greedy, s.nodes))
-        record = {
-            "stage": stage + 1, "epoch": epoch + 1, "global_epoch": global_epoch + 1,
-            "total_epochs": self.total_epochs, "reward_source": "table", "valid_acc": greedy_acc,
-            "greedy_acc": greedy_acc, "greedy_reward": self.rewards.reward(greedy_acc / 100.0, metrics, stage),
-            "greedy_params_m": metrics["params_m"], "greedy_flops_m": metrics["flops_m"], "seconds": seconds,
-            "controller_updates": self.tracker.updates, "steps": self.steps,
-        }
-        if rewards:
-            record.update(reward_mean=sum(rewards) / len(rewards), reward_max=max(rewards))
+        record = epoch_record(self, run, epoch, greedy, greedy_acc, seconds, rewards, reward_source="table",
+                              valid_acc=greedy_acc)
+        record["steps"] = self.steps
         self.publish_epoch(run, logger, record, stage)
         if self.progress:
             print(f"stage {stage + 1} epoch {epoch + 1}/{s.epochs[stage]}: table value of the greedy cell "

@@ -74,6 +74,11 @@ def main() -> None:
     parser.add_argument("--scores", default="",
                         help="also rank the cells by these zero-cost scores or ensembles at evaluation size, as "
                              "pick_zero_cost would (comma-separated, e.g. synflow,zico,ens:naswot+synflow+zico)")
+    parser.add_argument("--stage", type=int, default=0,
+                        help="study this stage's space (1-based) instead of the last one: e.g. 2 for the "
+                             "3-ops-per-edge space a 3,2,1 shrink trains in its second stage")
+    parser.add_argument("--reward-size-only", action="store_true",
+                        help="score NASWOT on the reward's small network only (a wide space in minutes)")
     parser.add_argument("runs", nargs="+", help="NB201 search folders (holding genotype.json)")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -87,7 +92,7 @@ def main() -> None:
         if key not in images:
             images[key] = probe_images(s)
         probe, labels, classes = images[key]
-        space = doc["stages"][-1]["edge_ops"]["cell"]
+        space = doc["stages"][args.stage - 1 if args.stage else -1]["edge_ops"]["cell"]
         edges = list(space)
         samples = [{f"cell/op_{e}": op for e, op in zip(edges, ops)}
                    for ops in itertools.product(*(space[e] for e in edges))]
@@ -98,8 +103,9 @@ def main() -> None:
         archs = [arch_key("nb201", sample) for sample in samples]
         truth = np.array([table.value(a, column) for a in archs])
         scorers = {"reward-size NASWOT": ZeroCostScorer("nb201", probe, s.zero_cost_layers or s.layers[0],
-                                                        s.zero_cost_channels, classes),
-                   "eval-size NASWOT": ZeroCostScorer("nb201", probe, s.eval_layers, s.eval_channels, classes)}
+                                                        s.zero_cost_channels, classes)}
+        if not args.reward_size_only:
+            scorers["eval-size NASWOT"] = ZeroCostScorer("nb201", probe, s.eval_layers, s.eval_channels, classes)
         print(f"{run}: {len(samples)} cells, table mean {truth.mean():.2f}, best {truth.max():.2f}; "
               f"the search answered {table.value(doc['arch'], column):.2f}")
         for name, scorer in scorers.items():

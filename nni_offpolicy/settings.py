@@ -1,6 +1,8 @@
-"""Search settings: one typed dataclass, filled from a preset, a YAML file and overrides, validated once.
+"""Search settings: one typed dataclass, filled from a preset, a YAML file and overrides, validated once (the rules
+live in ``settings_checks``).
 
-Per-stage knobs are lists with one entry per stage; a scalar given for one of them is broadcast to every stage.
+Per-stage knobs are lists with one entry per stage; a scalar given for one of them is broadcast to every stage, so a
+list whose stages agree is written once and follows whatever number of stages a user sets.
 """
 from __future__ import annotations
 

@@ -136,7 +136,9 @@ def test_kill_9_of_the_grid_kills_its_workers(grid):
 
 def test_kill_9_of_a_search_kills_its_replicas(tmp_path):
     """The sibling in search/replicas.py: a search on two CPU replicas (spawned by Lightning's ddp_spawn) killed
-    with -9 left both replicas running the search to its end."""
+    with -9 left both replicas running the search to its end. Then they ended by torch's own parent-death signal,
+    SIGINT, which a replica handles between Python steps and its peer meets inside a collective: in CI (2 loaded
+    cores) both replicas were still there 10 s after the kill. They now get SIGKILL (processes.die_with_parent)."""
     from fixtures import TINY_REPLICAS
 
     out = tmp_path / "search"
@@ -156,7 +158,7 @@ def test_kill_9_of_a_search_kills_its_replicas(tmp_path):
         assert len(children) >= 2, children
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
-        left = _wait_gone(children, 10)
+        left = _wait_gone(children, 5)
         assert left == [], f"replicas outlived their killed search: {[p.cmdline()[-2:] for p in left]}"
         assert not (out / "genotype.json").exists()
     finally:

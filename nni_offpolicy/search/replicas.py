@@ -17,6 +17,7 @@ so the replicas must be started from a function, not by re-running the command l
 """
 from __future__ import annotations
 
+import os
 import pickle
 import threading
 from typing import Any, Callable, Sequence
@@ -25,6 +26,7 @@ import torch
 import torch.distributed as dist
 
 from nni_offpolicy.errors import SearchDiverged, UserError
+from nni_offpolicy.processes import die_with_parent
 
 
 class ReplicasDiverged(UserError):
@@ -115,7 +117,10 @@ class _EpochForwarder:
         self.queue.put(("epoch", record))
 
 
-def _replica_main(fabric: Any, worker: Callable[..., Any], queue: Any, args: tuple) -> None:
+def _replica_main(fabric: Any, worker: Callable[..., Any], queue: Any, launcher: int, args: tuple) -> None:
+    # a killed search (kill -9 included) takes its replicas with it at once, not at their next epoch's end, when
+    # replica 0's record meets the closed queue (processes.die_with_parent)
+    die_with_parent(launcher)
     replicas = DistributedReplicas(fabric.device, fabric.global_rank, fabric.world_size)
     on_epoch = _EpochForwarder(queue) if replicas.is_main else None
     try:
@@ -156,7 +161,7 @@ def launch(worker: Callable[..., Any], devices: int, accelerator: str, on_epoch:
     reader.start()
     try:
         fabric = Fabric(accelerator=accelerator, devices=devices, strategy="ddp_spawn")
-        fabric.launch(_replica_main, worker, queue, args)
+        fabric.launch(_replica_main, worker, queue, os.getpid(), args)
     finally:
         queue.put(("stop", None))
         reader.join()

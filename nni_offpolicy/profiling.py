@@ -131,7 +131,7 @@ class EvalCostModel:
         self._cache: dict[tuple, tuple[int, int]] = {}
 
     def __repr__(self) -> str:
-        return (f"EvalCostModel({self.family!r}, layers={self.layers}, channels={self.channels}, "
+        return (f"EvalCostModel({self.spec.name!r}, layers={self.layers}, channels={self.channels}, "
                 f"num_classes={self.num_classes}, in_channels={self.in_channels}, input_size={self.input_size})")
 
     def cost(self, arch: Any) -> tuple[int, int]:

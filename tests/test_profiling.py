@@ -283,3 +283,12 @@ def test_profile_flags_override_the_recorded_evaluation_size(capsys, digits_sear
     family, arch = load_architecture(str(digits_search))
     assert (result["params"], result["flops"]) == genotype_cost(arch, family, layers=8, channels=8, num_classes=10,
                                                                  in_channels=3, input_size=32)
+
+
+def test_a_cost_model_built_from_a_family_record_reads_as_one_built_from_its_name():
+    """The search hands the Family record down (SearchSettings.family); the model's repr printed the whole record
+    (every field and function of the family) in place of its name."""
+    from search_spaces.families import get_family
+
+    assert repr(EvalCostModel(get_family("nb201"), layers=1)) == repr(EvalCostModel("nb201", layers=1))
+    assert repr(EvalCostModel(get_family("darts"))).startswith("EvalCostModel('darts', layers=20")
